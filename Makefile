@@ -1,0 +1,76 @@
+# bms build. Plain GNU make: the project is a handful of C folders and one
+# generated protobuf file, so a configure step would add more than it saves.
+#
+#   make            build/bms, build/libbms.a, the test programs
+#   make test       the whole test suite (tests/run.sh)
+#   make SAN=1 BUILD=build/san   the same with ASan and UBSan
+
+BUILD   ?= build
+CC      ?= gcc
+PROTO   ?= /usr/include/onnx/onnx.proto
+OPT     ?= -O2
+PKGS    := libmicrohttpd yajl libprotobuf-c sqlite3
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wformat=2 -Wundef -Wvla
+CFLAGS  += -std=c11 $(OPT) -g $(WARN) -D_DEFAULT_SOURCE \
+           -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BUILD)/gen \
+           $(shell pkg-config --cflags $(PKGS)) -MMD -MP -pthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldnnl -lm -pthread
+
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \
+           -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(WERROR),1)
+CFLAGS  += -Werror
+endif
+
+LIB_SRC := $(wildcard src/base/*.c src/engine/*.c src/engine/ops/*.c \
+                      src/repo/*.c src/store/*.c src/server/*.c)
+CLI_SRC := $(wildcard src/cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+CONF_SRC := $(wildcard tests/conformance/*.c)
+
+GEN_C   := $(BUILD)/gen/onnx.pb-c.c
+GEN_H   := $(BUILD)/gen/onnx.pb-c.h
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+CONF_OBJ := $(CONF_SRC:%.c=$(BUILD)/obj/%.o)
+
+all: $(BUILD)/bms $(BUILD)/unit-tests $(BUILD)/conformance
+
+$(GEN_C) $(GEN_H): $(PROTO)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -I$(dir $(PROTO)) $(PROTO)
+
+$(BUILD)/obj/gen/onnx.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out $(WARN),$(CFLAGS)) -w -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libbms.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/bms: $(CLI_OBJ) $(BUILD)/libbms.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libbms.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/conformance: $(CONF_OBJ) $(BUILD)/libbms.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+test: all
+	tests/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all test clean
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,83 @@
+/*
+ * The bms inference engine: load an ONNX model, then run it in sessions.
+ *
+ * A struct bms_model is immutable once loaded: its graph, weights and the
+ * shapes inferred at load.  Any number of threads may share one model.  A
+ * struct bms_session holds the memory one execution needs; it is used by
+ * one thread at a time.  Make one session per worker thread.
+ */
+#ifndef BMS_ENGINE_H
+#define BMS_ENGINE_H
+
+#include "bms/base.h"
+#include "bms/tensor.h"
+
+struct bms_model;
+struct bms_session;
+
+/* What the graph declares (and load-time shape inference found) about one
+ * input or output. */
+struct bms_value_info {
+    const char *name;            /* owned by the model */
+    enum bms_dtype dtype;
+    int n_dims;                  /* -1 when the rank is not known */
+    int64_t dims[BMS_MAX_DIMS];  /* -1 for a dimension known only at run */
+};
+
+/*
+ * Load an ONNX model from a file or from memory.  On success *out owns a new
+ * model.  Fails with BMS_ERR_INVALID for a malformed file or graph, and
+ * BMS_ERR_UNSUPPORTED for an operator, attribute or datatype bms does not
+ * implement, naming it in diag.  A model that fails to load leaves nothing
+ * behind.
+ */
+enum bms_status bms_model_load_file(const char *path, struct bms_model **out,
+                                    struct bms_diag *diag);
+enum bms_status bms_model_load_memory(const void *data, size_t size,
+                                      struct bms_model **out,
+                                      struct bms_diag *diag);
+void bms_model_destroy(struct bms_model *model);
+
+/* The graph's real inputs (initializers excluded) and outputs, in graph
+ * order.  Pointers live as long as the model. */
+int bms_model_n_inputs(const struct bms_model *model);
+const struct bms_value_info *bms_model_input(const struct bms_model *model,
+                                             int i);
+int bms_model_n_outputs(const struct bms_model *model);
+const struct bms_value_info *bms_model_output(const struct bms_model *model,
+                                              int i);
+
+/* Index of the input or output with this name, or -1. */
+int bms_model_find_input(const struct bms_model *model, const char *name);
+int bms_model_find_output(const struct bms_model *model, const char *name);
+
+/* The default-domain opset the model was exported with, and the graph's
+ * node count after load. */
+int64_t bms_model_opset(const struct bms_model *model);
+int bms_model_n_nodes(const struct bms_model *model);
+
+/*
+ * Create a session for model.  The model must outlive the session.
+ */
+enum bms_status bms_session_create(const struct bms_model *model,
+                                   struct bms_session **out,
+                                   struct bms_diag *diag);
+void bms_session_destroy(struct bms_session *session);
+
+/*
+ * Run the model once.  inputs[i] goes to bms_model_input(model, i); its data
+ * is borrowed for the call.  On success outputs[j] (one per model output)
+ * gets the dtype, dims and a data pointer into session memory, valid until
+ * the next run or the session's destruction.  Fails with BMS_ERR_INVALID
+ * when an input's dtype or shape does not fit the graph (diag names the
+ * input), BMS_ERR_NOMEM when memory runs out.
+ */
+enum bms_status bms_session_run(struct bms_session *session,
+                                const struct bms_tensor *inputs,
+                                struct bms_tensor *outputs,
+                                struct bms_diag *diag);
+
+/* Threads the kernels may use (0: one per core).  Call before loading. */
+void bms_engine_set_threads(int n_threads);
+
+#endif

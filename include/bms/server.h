@@ -1,0 +1,33 @@
+/*
+ * The HTTP server: the Open Inference Protocol (KServe v2) REST API over
+ * a model repository, recording every request in the store.
+ */
+#ifndef BMS_SERVER_H
+#define BMS_SERVER_H
+
+#include "bms/base.h"
+#include "bms/repo.h"
+#include "bms/store.h"
+
+struct bms_server_config {
+    const char *address;     /* IPv4 address to bind; NULL: 127.0.0.1 */
+    int port;                /* 0 picks a free port */
+    int n_threads;           /* request threads; 0: a default */
+    size_t max_body_size;    /* bytes; 0: 64 MiB */
+    struct bms_repo *repo;   /* borrowed, must outlive the server */
+    struct bms_store *store; /* borrowed, may be NULL */
+};
+
+struct bms_server;
+
+enum bms_status bms_server_start(const struct bms_server_config *config,
+                                 struct bms_server **out,
+                                 struct bms_diag *diag);
+
+/* The port actually bound. */
+int bms_server_port(const struct bms_server *server);
+
+/* Stop accepting, finish the requests in flight, free.  Accepts NULL. */
+void bms_server_stop(struct bms_server *server);
+
+#endif

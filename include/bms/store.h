@@ -1,0 +1,61 @@
+/*
+ * Storage: the manifests of loaded models and one record per request.
+ * SQLite is the embedded backend (one file in the data folder, WAL mode).
+ *
+ * Request records are queued by the request path and written by a writer
+ * thread in batches, so a request never waits on the disk.  Closing the
+ * store writes everything still queued: no record is lost on a clean stop.
+ */
+#ifndef BMS_STORE_H
+#define BMS_STORE_H
+
+#include "bms/base.h"
+
+#define BMS_REQUEST_ID_SIZE 40
+
+struct bms_request_record {
+    char id[BMS_REQUEST_ID_SIZE];   /* the server's id for the request */
+    int64_t ts_us;                  /* arrival, us since the Unix epoch */
+    char model[128];                /* "" when the path named none */
+    int64_t version;                /* 0 when none was resolved */
+    int http_status;
+    char outcome[16];               /* "ok", "client_error", "server_error" */
+    char error[256];                /* the error message, "" when ok */
+    int64_t latency_us;
+    int64_t bytes_in;
+    int64_t bytes_out;
+    char client[64];                /* peer address */
+};
+
+struct bms_store;
+
+/* Open (creating if needed) the SQLite store at path. */
+enum bms_status bms_store_open_sqlite(const char *path,
+                                      struct bms_store **out,
+                                      struct bms_diag *diag);
+
+/* Write all queued records, stop the writer, close.  Accepts NULL. */
+void bms_store_close(struct bms_store *store);
+
+/* Insert or replace the manifest of one model version.  Synchronous. */
+enum bms_status bms_store_put_model(struct bms_store *store,
+                                    const char *name, int64_t version,
+                                    const char *manifest_json,
+                                    struct bms_diag *diag);
+
+/* Queue a copy of rec for writing.  Thread-safe, never waits on I/O. */
+void bms_store_record(struct bms_store *store,
+                      const struct bms_request_record *rec);
+
+/* Block until every record queued before the call is written. */
+enum bms_status bms_store_flush(struct bms_store *store);
+
+/* Called once per record; return non-zero to stop early. */
+typedef int (*bms_record_fn)(void *ud, const struct bms_request_record *rec);
+
+/* The latest `limit` records, newest first. */
+enum bms_status bms_store_list_requests(struct bms_store *store, int limit,
+                                        bms_record_fn fn, void *ud,
+                                        struct bms_diag *diag);
+
+#endif

@@ -1,6 +1,7 @@
 /*
- * Attribute look-ups for operators.
+ * Attribute look-ups for operators, and the kernels' scratch memory.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine/graph.h"
@@ -79,4 +80,32 @@ int bms__attr_string(const struct bms__node *node, const char *name,
     memcpy(buf, a->s, n);
     buf[n] = '\0';
     return 1;
+}
+
+
+void *bms__ctx_scratch(struct bms__ctx *ctx, size_t size)
+{
+    void *p;
+
+    if (size <= ctx->scratch_size) {
+        return ctx->scratch;
+    }
+    /* Align the size to 64 bytes: kernels may vectorise over it. */
+    size = (size + 63) & ~(size_t)63;
+    p = aligned_alloc(64, size);
+    if (p == NULL) {
+        return NULL;
+    }
+    free(ctx->scratch);
+    ctx->scratch = p;
+    ctx->scratch_size = size;
+    return p;
+}
+
+
+void bms__ctx_fini(struct bms__ctx *ctx)
+{
+    free(ctx->scratch);
+    ctx->scratch = NULL;
+    ctx->scratch_size = 0;
 }

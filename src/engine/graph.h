@@ -58,7 +58,12 @@ struct bms__node {
     int64_t opset;               /* the default-domain opset of the model */
 };
 
-struct bms__ctx;
+/* Per-session execution context handed to every kernel. */
+struct bms__ctx {
+    void *scratch;               /* grows on demand, freed with the session */
+    size_t scratch_size;         /* bytes */
+    int n_threads;               /* threads the kernels may use, >= 1 */
+};
 
 struct bms__op {
     const char *op_type;
@@ -106,7 +111,6 @@ int bms__attr_string(const struct bms__node *node, const char *name,
  * every node; valid until the next call.  NULL when memory runs out.
  */
 void *bms__ctx_scratch(struct bms__ctx *ctx, size_t size);
-/* Threads the kernels may use. */
-int bms__ctx_threads(const struct bms__ctx *ctx);
+void bms__ctx_fini(struct bms__ctx *ctx);
 
 #endif

@@ -43,18 +43,32 @@ enum bms_status bms_diag_set(struct bms_diag *diag, enum bms_status rc,
 
 void bms_diag_prefix(struct bms_diag *diag, const char *fmt, ...)
 {
-    char head[BMS_DIAG_SIZE];
-    char tail[BMS_DIAG_SIZE];
+    char old[BMS_DIAG_SIZE];
+    size_t n;
     va_list ap;
+    int len;
 
     if (diag == NULL) {
         return;
     }
+    memcpy(old, diag->msg, sizeof(old));
+    old[sizeof(old) - 1] = '\0';
     va_start(ap, fmt);
-    vsnprintf(head, sizeof(head), fmt, ap);
+    len = vsnprintf(diag->msg, sizeof(diag->msg), fmt, ap);
     va_end(ap);
-    memcpy(tail, diag->msg, sizeof(tail));
-    snprintf(diag->msg, sizeof(diag->msg), "%s: %s", head, tail);
+    if (len < 0) {
+        memcpy(diag->msg, old, sizeof(old));
+        return;
+    }
+    /* The message is cut at the buffer's end rather than lost. */
+    n = (size_t)len < sizeof(diag->msg) ? (size_t)len : sizeof(diag->msg) - 1;
+    for (const char *p = ": "; *p != '\0' && n < sizeof(diag->msg) - 1; p++) {
+        diag->msg[n++] = *p;
+    }
+    for (size_t i = 0; old[i] != '\0' && n < sizeof(diag->msg) - 1; i++) {
+        diag->msg[n++] = old[i];
+    }
+    diag->msg[n] = '\0';
 }
 
 

@@ -1,0 +1,869 @@
+/*
+ * The model manifest (config.json): parsing the document users write,
+ * making one from a graph for a model that has none, and checking a
+ * manifest against the graph it describes.
+ *
+ * After a successful parse every string field of the manifest and of its
+ * dependencies is a NUL-terminated copy, "" when the document leaves it
+ * out; only `order` (NULL when absent or "") and `classes` (NULL for an
+ * output that is not a classifier) may be NULL.  Every error message starts
+ * with the path of the field at fault, such as `inputs[0].size[1]`.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_tree.h>
+
+#include "bms/repo.h"
+
+#define MAX_IOS 1024             /* inputs or outputs in one manifest */
+#define MAX_CLASSES (1 << 20)    /* classes of one classifier output */
+#define MAX_DEPS 1024
+#define PATH_SIZE 64             /* "outputs[1023].classes[1048575]" fits */
+
+/* The manifest's names for datatypes.  The first name of a datatype is
+ * the one bms writes; the v2 names (FP32, INT64, ...) are accepted too. */
+static const struct {
+    const char *name;
+    enum bms_dtype dtype;
+} type_names[] = {
+    {"float", BMS_DTYPE_F32},    {"double", BMS_DTYPE_F64},
+    {"int", BMS_DTYPE_I64},      {"int32", BMS_DTYPE_I32},
+    {"uint8", BMS_DTYPE_U8},     {"bool", BMS_DTYPE_BOOL},
+    {"float16", BMS_DTYPE_F16},  {"int8", BMS_DTYPE_I8},
+    {"int16", BMS_DTYPE_I16},    {"uint16", BMS_DTYPE_U16},
+    {"uint32", BMS_DTYPE_U32},   {"uint64", BMS_DTYPE_U64},
+    {"int64", BMS_DTYPE_I64},    {"float32", BMS_DTYPE_F32},
+    {"float64", BMS_DTYPE_F64},
+};
+
+#define N_TYPE_NAMES (sizeof(type_names) / sizeof(type_names[0]))
+
+/* The order labels a manifest may give an input. */
+static const char *const order_names[] = {"hwc", "chw", "hw", "c"};
+
+#define N_ORDER_NAMES (sizeof(order_names) / sizeof(order_names[0]))
+
+
+static const char *type_name(enum bms_dtype dtype)
+{
+    for (size_t i = 0; i < N_TYPE_NAMES; i++) {
+        if (type_names[i].dtype == dtype) {
+            return type_names[i].name;
+        }
+    }
+    return "undefined";
+}
+
+
+static int type_from_name(const char *name, enum bms_dtype *out)
+{
+    for (size_t i = 0; i < N_TYPE_NAMES; i++) {
+        if (strcmp(type_names[i].name, name) == 0) {
+            *out = type_names[i].dtype;
+            return 0;
+        }
+    }
+    return bms_dtype_from_v2_name(name, strlen(name), out);
+}
+
+
+static char *copy_string(const char *s)
+{
+    size_t size = strlen(s) + 1;
+    char *p = malloc(size);
+
+    if (p != NULL) {
+        memcpy(p, s, size);
+    }
+    return p;
+}
+
+
+/* The value of key in a JSON object; NULL when absent or JSON null, which
+ * the manifest treats alike. */
+static yajl_val obj_get(yajl_val obj, const char *key)
+{
+    for (size_t i = 0; i < obj->u.object.len; i++) {
+        if (strcmp(obj->u.object.keys[i], key) == 0) {
+            yajl_val v = obj->u.object.values[i];
+
+            return YAJL_IS_NULL(v) ? NULL : v;
+        }
+    }
+    return NULL;
+}
+
+
+/*
+ * A string field of obj into *out ("" when absent).  With allow_number a
+ * JSON number is kept as written, for labels such as "version": 1.0.
+ */
+static enum bms_status get_string(yajl_val obj, const char *key,
+                                  const char *path, int allow_number,
+                                  char **out, struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, key);
+    const char *s = "";
+
+    if (YAJL_IS_STRING(v)) {
+        s = YAJL_GET_STRING(v);
+    } else if (allow_number && YAJL_IS_NUMBER(v)) {
+        s = YAJL_GET_NUMBER(v);
+    } else if (v != NULL) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: expected a string",
+                            path);
+    }
+    *out = copy_string(s);
+    if (*out == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    return BMS_OK;
+}
+
+
+static enum bms_status get_required_string(yajl_val obj, const char *key,
+                                           const char *path, char **out,
+                                           struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, key);
+
+    if (!YAJL_IS_STRING(v) || YAJL_GET_STRING(v)[0] == '\0') {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "%s: expected a non-empty string", path);
+    }
+    return get_string(obj, key, path, 0, out, diag);
+}
+
+
+static enum bms_status parse_type(yajl_val obj, const char *path,
+                                  enum bms_dtype *out, struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, "type");
+
+    if (!YAJL_IS_STRING(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.type: expected a "
+                            "string such as \"float\" or \"int\"", path);
+    }
+    if (type_from_name(YAJL_GET_STRING(v), out) != 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.type: unknown type "
+                            "'%.64s' (expected float, double, int, int64, "
+                            "int32, uint8, bool or a v2 name such as FP32)",
+                            path, YAJL_GET_STRING(v));
+    }
+    return BMS_OK;
+}
+
+
+/* "size": the dims of one item, every one a positive integer. */
+static enum bms_status parse_size(yajl_val obj, const char *path,
+                                  struct bms_manifest_io *io,
+                                  struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, "size");
+    size_t len;
+
+    io->n_dims = -1;
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_ARRAY(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.size: expected an "
+                            "array of positive integers", path);
+    }
+    len = v->u.array.len;
+    if (len > BMS_MAX_DIMS - 1) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.size: %zu "
+                            "dimensions, at most %d (the batch comes on "
+                            "top)", path, len, BMS_MAX_DIMS - 1);
+    }
+    for (size_t i = 0; i < len; i++) {
+        yajl_val d = v->u.array.values[i];
+
+        if (!YAJL_IS_INTEGER(d) || YAJL_GET_INTEGER(d) <= 0) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "%s.size[%zu]: "
+                                "expected a positive integer", path, i);
+        }
+        io->dims[i] = YAJL_GET_INTEGER(d);
+    }
+    io->n_dims = (int)len;
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_order(yajl_val obj, const char *path,
+                                   struct bms_manifest_io *io,
+                                   struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, "order");
+    const char *s;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_STRING(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.order: expected a "
+                            "string", path);
+    }
+    s = YAJL_GET_STRING(v);
+    if (s[0] == '\0') {
+        return BMS_OK;
+    }
+    for (size_t i = 0; i < N_ORDER_NAMES; i++) {
+        if (strcmp(s, order_names[i]) == 0) {
+            io->order = copy_string(s);
+            return io->order != NULL ? BMS_OK : BMS_ERR_NOMEM;
+        }
+    }
+    return bms_diag_set(diag, BMS_ERR_INVALID, "%s.order: unknown order "
+                        "'%.32s' (expected hwc, chw, hw or c; the batch is "
+                        "not part of it)", path, s);
+}
+
+
+static enum bms_status parse_classes(yajl_val obj, const char *path,
+                                     struct bms_manifest_io *io,
+                                     struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, "classes");
+    size_t len;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.classes: expected "
+                            "an array of strings", path);
+    }
+    len = v->u.array.len;
+    if (len > MAX_CLASSES) {
+        return bms_diag_set(diag, BMS_ERR_LIMIT, "%s.classes: %zu classes, "
+                            "at most %d", path, len, MAX_CLASSES);
+    }
+    io->classes = calloc(len, sizeof(*io->classes));
+    if (io->classes == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < len; i++) {
+        yajl_val c = v->u.array.values[i];
+
+        if (!YAJL_IS_STRING(c)) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "%s.classes[%zu]: "
+                                "expected a string", path, i);
+        }
+        io->classes[i] = copy_string(YAJL_GET_STRING(c));
+        if (io->classes[i] == NULL) {
+            return BMS_ERR_NOMEM;
+        }
+        io->n_classes = (int)i + 1;
+    }
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_io(yajl_val obj, const char *path,
+                                int is_output, struct bms_manifest_io *io,
+                                struct bms_diag *diag)
+{
+    char field[PATH_SIZE + 8];
+    enum bms_status rc;
+
+    io->n_dims = -1;
+    if (!YAJL_IS_OBJECT(obj)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: expected an object",
+                            path);
+    }
+    snprintf(field, sizeof(field), "%s.name", path);
+    rc = get_required_string(obj, "name", field, &io->name, diag);
+    if (rc == BMS_OK) {
+        rc = parse_type(obj, path, &io->dtype, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_size(obj, path, io, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_order(obj, path, io, diag);
+    }
+    if (rc == BMS_OK && is_output) {
+        rc = parse_classes(obj, path, io, diag);
+    }
+    return rc;
+}
+
+
+/* "inputs" or "outputs": an array of objects with distinct names. */
+static enum bms_status parse_ios(yajl_val root, const char *key,
+                                 struct bms_manifest_io **out, int *n_out,
+                                 struct bms_diag *diag)
+{
+    yajl_val v = obj_get(root, key);
+    int is_output = strcmp(key, "outputs") == 0;
+    size_t len;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_ARRAY(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: expected an array",
+                            key);
+    }
+    len = v->u.array.len;
+    if (len > MAX_IOS) {
+        return bms_diag_set(diag, BMS_ERR_LIMIT, "%s: %zu entries, at most "
+                            "%d", key, len, MAX_IOS);
+    }
+    *out = calloc(len > 0 ? len : 1, sizeof(**out));
+    if (*out == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char path[PATH_SIZE];
+        enum bms_status rc;
+
+        snprintf(path, sizeof(path), "%s[%zu]", key, i);
+        *n_out = (int)i + 1;
+        rc = parse_io(v->u.array.values[i], path, is_output, &(*out)[i],
+                      diag);
+        if (rc != BMS_OK) {
+            return rc;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp((*out)[j].name, (*out)[i].name) == 0) {
+                return bms_diag_set(diag, BMS_ERR_INVALID, "%s.name: '%.64s'"
+                                    " is declared twice", path,
+                                    (*out)[i].name);
+            }
+        }
+    }
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_deps(yajl_val root, struct bms_manifest *m,
+                                  struct bms_diag *diag)
+{
+    yajl_val v = obj_get(root, "dependencies");
+    size_t len;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_ARRAY(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "dependencies: expected "
+                            "an array");
+    }
+    len = v->u.array.len;
+    if (len > MAX_DEPS) {
+        return bms_diag_set(diag, BMS_ERR_LIMIT, "dependencies: %zu "
+                            "entries, at most %d", len, MAX_DEPS);
+    }
+    m->deps = calloc(len > 0 ? len : 1, sizeof(*m->deps));
+    if (m->deps == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < len; i++) {
+        yajl_val d = v->u.array.values[i];
+        struct bms_manifest_dep *dep = &m->deps[i];
+        char path[PATH_SIZE];
+        char field[PATH_SIZE + 16];
+        enum bms_status rc;
+
+        m->n_deps = (int)i + 1;
+        snprintf(path, sizeof(path), "dependencies[%zu]", i);
+        if (!YAJL_IS_OBJECT(d)) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "%s: expected an "
+                                "object", path);
+        }
+        snprintf(field, sizeof(field), "%s.library", path);
+        rc = get_string(d, "library", field, 0, &dep->library, diag);
+        if (rc == BMS_OK) {
+            snprintf(field, sizeof(field), "%s.package", path);
+            rc = get_string(d, "package", field, 0, &dep->package, diag);
+        }
+        if (rc == BMS_OK) {
+            snprintf(field, sizeof(field), "%s.script", path);
+            rc = get_string(d, "script", field, 0, &dep->script, diag);
+        }
+        if (rc != BMS_OK) {
+            return rc;
+        }
+    }
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_root(yajl_val root, struct bms_manifest *m,
+                                  struct bms_diag *diag)
+{
+    enum bms_status rc;
+
+    rc = get_string(root, "name", "name", 0, &m->name, diag);
+    if (rc == BMS_OK) {
+        rc = get_string(root, "version", "version", 1, &m->version, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_string(root, "description", "description", 0,
+                        &m->description, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_string(root, "license", "license", 0, &m->license, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_ios(root, "inputs", &m->inputs, &m->n_inputs, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_ios(root, "outputs", &m->outputs, &m->n_outputs, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_deps(root, m, diag);
+    }
+    return rc;
+}
+
+
+/* yajl's message spans lines (the message, the text near the error and a
+ * pointer); fold it into one line with single spaces. */
+static void fold_lines(char *s)
+{
+    char *w = s;
+    int space = 0;
+
+    for (char *r = s; *r != '\0'; r++) {
+        if (*r == '\n' || *r == '\r' || *r == '\t' || *r == ' ') {
+            space = w != s;
+            continue;
+        }
+        if (space) {
+            *w++ = ' ';
+            space = 0;
+        }
+        *w++ = *r;
+    }
+    *w = '\0';
+}
+
+
+enum bms_status bms_manifest_parse(const char *json, size_t len,
+                                   struct bms_manifest **out,
+                                   struct bms_diag *diag)
+{
+    struct bms_manifest *m = NULL;
+    char err[256] = "";
+    yajl_val root = NULL;
+    char *text;
+    enum bms_status rc;
+
+    if (memchr(json, '\0', len) != NULL) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "config.json: contains "
+                            "a NUL byte");
+    }
+    text = malloc(len + 1);
+    if (text == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    memcpy(text, json, len);
+    text[len] = '\0';
+
+    root = yajl_tree_parse(text, err, sizeof(err));
+    if (root == NULL) {
+        fold_lines(err);
+        rc = bms_diag_set(diag, BMS_ERR_INVALID, "config.json: %s",
+                          err[0] != '\0' ? err : "parse error");
+        goto out;
+    }
+    if (!YAJL_IS_OBJECT(root)) {
+        rc = bms_diag_set(diag, BMS_ERR_INVALID, "config.json: expected a "
+                          "JSON object");
+        goto out;
+    }
+    m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        rc = BMS_ERR_NOMEM;
+        goto out;
+    }
+    m->json = text;
+    text = NULL;
+    rc = parse_root(root, m, diag);
+
+out:
+    yajl_tree_free(root);
+    free(text);
+    if (rc != BMS_OK) {
+        bms_manifest_destroy(m);
+        return rc;
+    }
+    *out = m;
+    return BMS_OK;
+}
+
+
+static void io_fini(struct bms_manifest_io *io)
+{
+    free(io->name);
+    free(io->order);
+    for (int i = 0; i < io->n_classes; i++) {
+        free(io->classes[i]);
+    }
+    free(io->classes);
+}
+
+
+void bms_manifest_destroy(struct bms_manifest *manifest)
+{
+    if (manifest == NULL) {
+        return;
+    }
+    for (int i = 0; i < manifest->n_inputs; i++) {
+        io_fini(&manifest->inputs[i]);
+    }
+    for (int i = 0; i < manifest->n_outputs; i++) {
+        io_fini(&manifest->outputs[i]);
+    }
+    for (int i = 0; i < manifest->n_deps; i++) {
+        free(manifest->deps[i].library);
+        free(manifest->deps[i].package);
+        free(manifest->deps[i].script);
+    }
+    free(manifest->inputs);
+    free(manifest->outputs);
+    free(manifest->deps);
+    free(manifest->name);
+    free(manifest->version);
+    free(manifest->description);
+    free(manifest->license);
+    free(manifest->json);
+    free(manifest);
+}
+
+
+/* ---- making a manifest from the graph ---------------------------------- */
+
+static enum bms_status io_from_value(const struct bms_value_info *vi,
+                                     struct bms_manifest_io *io)
+{
+    io->name = copy_string(vi->name);
+    if (io->name == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    io->dtype = vi->dtype;
+    io->n_dims = -1;
+
+    /* The first graph dimension is the batch; "size" is what follows.  A
+     * graph value of unknown rank or a scalar has no per-item size. */
+    if (vi->n_dims >= 1) {
+        io->n_dims = vi->n_dims - 1;
+        for (int i = 1; i < vi->n_dims; i++) {
+            io->dims[i - 1] = vi->dims[i];
+        }
+    }
+    return BMS_OK;
+}
+
+
+static int gen_str(yajl_gen g, const char *s)
+{
+    return yajl_gen_string(g, (const unsigned char *)s, strlen(s))
+           != yajl_gen_status_ok;
+}
+
+
+static int gen_ios(yajl_gen g, const char *key,
+                   const struct bms_manifest_io *ios, int n_ios)
+{
+    int bad = gen_str(g, key) || yajl_gen_array_open(g);
+
+    for (int i = 0; i < n_ios && !bad; i++) {
+        const struct bms_manifest_io *io = &ios[i];
+
+        bad = yajl_gen_map_open(g) || gen_str(g, "name")
+              || gen_str(g, io->name) || gen_str(g, "type")
+              || gen_str(g, type_name(io->dtype));
+        if (!bad && io->n_dims >= 0) {
+            bad = gen_str(g, "size") || yajl_gen_array_open(g);
+            for (int d = 0; d < io->n_dims && !bad; d++) {
+                bad = yajl_gen_integer(g, io->dims[d]) != yajl_gen_status_ok;
+            }
+            bad = bad || yajl_gen_array_close(g);
+        }
+        bad = bad || yajl_gen_map_close(g);
+    }
+    return bad || yajl_gen_array_close(g);
+}
+
+
+/* The JSON text of a manifest made from a graph: name, inputs, outputs.
+ * A dimension known only at run time is written as -1. */
+static enum bms_status make_json(struct bms_manifest *m)
+{
+    yajl_gen g = yajl_gen_alloc(NULL);
+    const unsigned char *buf;
+    size_t len;
+    int bad;
+
+    if (g == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    bad = yajl_gen_map_open(g) || gen_str(g, "name") || gen_str(g, m->name)
+          || gen_ios(g, "inputs", m->inputs, m->n_inputs)
+          || gen_ios(g, "outputs", m->outputs, m->n_outputs)
+          || yajl_gen_map_close(g)
+          || yajl_gen_get_buf(g, &buf, &len) != yajl_gen_status_ok;
+    if (!bad) {
+        m->json = malloc(len + 1);
+        if (m->json != NULL) {
+            memcpy(m->json, buf, len);
+            m->json[len] = '\0';
+        }
+    }
+    yajl_gen_free(g);
+    if (bad) {
+        return BMS_ERR_INTERNAL;
+    }
+    return m->json != NULL ? BMS_OK : BMS_ERR_NOMEM;
+}
+
+
+static enum bms_status manifest_fill(const struct bms_model *model,
+                                     struct bms_manifest *m)
+{
+    int n_in = bms_model_n_inputs(model);
+    int n_out = bms_model_n_outputs(model);
+    enum bms_status rc = BMS_OK;
+
+    m->inputs = calloc(n_in > 0 ? (size_t)n_in : 1, sizeof(*m->inputs));
+    m->outputs = calloc(n_out > 0 ? (size_t)n_out : 1, sizeof(*m->outputs));
+    if (m->inputs == NULL || m->outputs == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    for (int i = 0; i < n_in && rc == BMS_OK; i++) {
+        m->n_inputs = i + 1;
+        rc = io_from_value(bms_model_input(model, i), &m->inputs[i]);
+    }
+    for (int i = 0; i < n_out && rc == BMS_OK; i++) {
+        m->n_outputs = i + 1;
+        rc = io_from_value(bms_model_output(model, i), &m->outputs[i]);
+    }
+    return rc;
+}
+
+
+enum bms_status bms_manifest_from_model(const struct bms_model *model,
+                                        const char *name,
+                                        struct bms_manifest **out,
+                                        struct bms_diag *diag)
+{
+    struct bms_manifest *m = calloc(1, sizeof(*m));
+    enum bms_status rc = BMS_ERR_NOMEM;
+
+    if (m == NULL) {
+        return bms_diag_set(diag, rc, "manifest: out of memory");
+    }
+    m->name = copy_string(name != NULL ? name : "");
+    m->version = copy_string("");
+    m->description = copy_string("");
+    m->license = copy_string("");
+    if (m->name == NULL || m->version == NULL || m->description == NULL
+        || m->license == NULL) {
+        goto out;
+    }
+    rc = manifest_fill(model, m);
+    if (rc == BMS_OK) {
+        rc = make_json(m);
+    }
+
+out:
+    if (rc != BMS_OK) {
+        bms_manifest_destroy(m);
+        return bms_diag_set(diag, rc, "manifest: %s",
+                            rc == BMS_ERR_NOMEM ? "out of memory"
+                                                : "cannot write the JSON");
+    }
+    *out = m;
+    return BMS_OK;
+}
+
+
+/* ---- checking a manifest against the graph ----------------------------- */
+
+/* "image, mask": the names of the graph's inputs or outputs. */
+static void list_names(const struct bms_model *model, int outputs,
+                       char *buf, size_t size)
+{
+    int n = outputs ? bms_model_n_outputs(model) : bms_model_n_inputs(model);
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < n && used < size; i++) {
+        const struct bms_value_info *vi = outputs ? bms_model_output(model, i)
+                                                  : bms_model_input(model, i);
+        int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "",
+                         vi->name);
+
+        if (w < 0) {
+            break;
+        }
+        used += (size_t)w;
+    }
+    if (n == 0) {
+        snprintf(buf, size, "none");
+    }
+}
+
+
+/* The graph has one batch dimension in front of "size"; every graph
+ * dimension known at load must equal the manifest's. */
+static enum bms_status check_size(const struct bms_manifest_io *io,
+                                  const struct bms_value_info *vi,
+                                  const char *path, struct bms_diag *diag)
+{
+    if (io->n_dims < 0 || vi->n_dims < 0) {
+        return BMS_OK;
+    }
+    if (vi->n_dims != io->n_dims + 1) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.size: needs graph "
+                            "rank %d (batch + %d), but '%s' has rank %d",
+                            path, io->n_dims + 1, io->n_dims, vi->name,
+                            vi->n_dims);
+    }
+    for (int i = 0; i < io->n_dims; i++) {
+        int64_t g = vi->dims[i + 1];
+
+        if (g >= 0 && g != io->dims[i]) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "%s.size[%d]: %lld, "
+                                "but graph value '%s' has %lld there", path,
+                                i, (long long)io->dims[i], vi->name,
+                                (long long)g);
+        }
+    }
+    return BMS_OK;
+}
+
+
+static enum bms_status check_input(const struct bms_manifest_io *io,
+                                   const struct bms_model *model,
+                                   const char *path, struct bms_diag *diag)
+{
+    int k = bms_model_find_input(model, io->name);
+    const struct bms_value_info *vi;
+    char names[256];
+
+    if (k < 0) {
+        list_names(model, 0, names, sizeof(names));
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.name: '%s' is not a "
+                            "graph input (graph inputs: %s)", path, io->name,
+                            names);
+    }
+    vi = bms_model_input(model, k);
+    if (vi->dtype != io->dtype) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.type: %s, but graph "
+                            "input '%s' is %s", path, type_name(io->dtype),
+                            vi->name, type_name(vi->dtype));
+    }
+    return check_size(io, vi, path, diag);
+}
+
+
+/* A classifier's answer is the class index; the graph gives the scores. */
+static enum bms_status check_classifier(const struct bms_manifest_io *io,
+                                        const struct bms_value_info *vi,
+                                        const char *path,
+                                        struct bms_diag *diag)
+{
+    int64_t last;
+
+    if (vi->dtype != BMS_DTYPE_F32) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.classes: a "
+                            "classifier needs float scores, but graph output "
+                            "'%s' is %s", path, vi->name,
+                            type_name(vi->dtype));
+    }
+    if (vi->n_dims == 0 || vi->n_dims == 1) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.classes: graph output "
+                            "'%s' has rank %d, but a classifier needs scores "
+                            "[batch, ..., classes]", path, vi->name,
+                            vi->n_dims);
+    }
+    last = vi->n_dims > 0 ? vi->dims[vi->n_dims - 1] : -1;
+    if (last >= 0 && last != io->n_classes) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.classes: %d classes, "
+                            "but graph output '%s' has %lld scores per item",
+                            path, io->n_classes, vi->name, (long long)last);
+    }
+    return BMS_OK;
+}
+
+
+static enum bms_status check_output(const struct bms_manifest_io *io,
+                                    const struct bms_model *model,
+                                    const char *path, struct bms_diag *diag)
+{
+    int k = bms_model_find_output(model, io->name);
+    const struct bms_value_info *vi;
+    char names[256];
+
+    if (k < 0) {
+        list_names(model, 1, names, sizeof(names));
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.name: '%s' is not a "
+                            "graph output (graph outputs: %s)", path,
+                            io->name, names);
+    }
+    vi = bms_model_output(model, k);
+    if (io->classes != NULL) {
+        return check_classifier(io, vi, path, diag);
+    }
+    if (vi->dtype != io->dtype) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.type: %s, but graph "
+                            "output '%s' is %s", path, type_name(io->dtype),
+                            vi->name, type_name(vi->dtype));
+    }
+    return check_size(io, vi, path, diag);
+}
+
+
+static int manifest_declares(const struct bms_manifest *m, const char *name)
+{
+    for (int i = 0; i < m->n_inputs; i++) {
+        if (strcmp(m->inputs[i].name, name) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+enum bms_status bms_manifest_check(const struct bms_manifest *manifest,
+                                   const struct bms_model *model,
+                                   struct bms_diag *diag)
+{
+    char path[PATH_SIZE];
+    enum bms_status rc;
+
+    for (int i = 0; i < manifest->n_inputs; i++) {
+        snprintf(path, sizeof(path), "inputs[%d]", i);
+        rc = check_input(&manifest->inputs[i], model, path, diag);
+        if (rc != BMS_OK) {
+            return rc;
+        }
+    }
+    for (int i = 0; i < manifest->n_outputs; i++) {
+        snprintf(path, sizeof(path), "outputs[%d]", i);
+        rc = check_output(&manifest->outputs[i], model, path, diag);
+        if (rc != BMS_OK) {
+            return rc;
+        }
+    }
+
+    /* A request must give every graph input, so the manifest must say what
+     * each one is. */
+    for (int i = 0; i < bms_model_n_inputs(model); i++) {
+        const char *name = bms_model_input(model, i)->name;
+
+        if (!manifest_declares(manifest, name)) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "inputs: graph input "
+                                "'%s' is not declared", name);
+        }
+    }
+    return BMS_OK;
+}

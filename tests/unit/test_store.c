@@ -1,0 +1,418 @@
+/*
+ * Unit tests of the SQLite store: records from several threads all reach
+ * the disk by close and read back equal after reopening, flush makes them
+ * visible, the schema and settings are those the store promises (read
+ * with sqlite3 directly, not through the store).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "unit.h"
+
+#include "bms/store.h"
+
+#define N_THREADS 4
+#define N_PER_THREAD 2500
+
+struct writer_arg {
+    struct bms_store *store;
+    int thread;
+};
+
+
+/* The record number i of thread t, every field derived from (t, i). */
+static void make_record(int t, int i, struct bms_request_record *r)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->id, sizeof(r->id), "t%d-%d", t, i);
+    r->ts_us = 1700000000000000LL + (int64_t)t * 1000000 + i;
+    snprintf(r->model, sizeof(r->model), "model_%d", t);
+    r->version = t + 1;
+    r->http_status = i % 7 == 0 ? 400 : 200;
+    snprintf(r->outcome, sizeof(r->outcome), "%s",
+             i % 7 == 0 ? "client_error" : "ok");
+    if (i % 7 == 0) {
+        snprintf(r->error, sizeof(r->error), "inputs[0].shape: bad %d", i);
+    }
+    r->latency_us = 100 + i;
+    r->bytes_in = 1000 + i;
+    r->bytes_out = 2000 + (int64_t)i * 3;
+    snprintf(r->client, sizeof(r->client), "127.0.0.%d", t + 1);
+}
+
+
+static void temp_db(char *path, size_t size)
+{
+    int fd;
+
+    snprintf(path, size, "/tmp/bms-store-test-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+}
+
+
+static void remove_db(const char *path)
+{
+    char side[128];
+
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
+}
+
+
+static struct bms_store *open_store(const char *path)
+{
+    struct bms_store *store = NULL;
+    struct bms_diag diag = {""};
+    enum bms_status rc = bms_store_open_sqlite(path, &store, &diag);
+
+    if (rc != BMS_OK) {
+        print_error("%s: %s\n", path, diag.msg);
+    }
+    assert_int_equal(rc, BMS_OK);
+    return store;
+}
+
+
+static void *write_records(void *arg)
+{
+    const struct writer_arg *w = arg;
+
+    for (int i = 0; i < N_PER_THREAD; i++) {
+        struct bms_request_record r;
+
+        make_record(w->thread, i, &r);
+        bms_store_record(w->store, &r);
+    }
+    return NULL;
+}
+
+
+struct check_state {
+    int n_seen;
+    int next[N_THREADS];         /* the i each thread's next record needs */
+    int bad;
+};
+
+
+static int check_record(void *ud, const struct bms_request_record *rec)
+{
+    struct check_state *cs = ud;
+    struct bms_request_record want;
+    int t;
+    int i;
+
+    cs->n_seen++;
+    if (sscanf(rec->id, "t%d-%d", &t, &i) != 2 || t < 0 || t >= N_THREADS) {
+        cs->bad++;
+        return 0;
+    }
+
+    /* Newest first: each thread's records come in falling order. */
+    if (i != cs->next[t]) {
+        cs->bad++;
+    }
+    cs->next[t] = i - 1;
+    make_record(t, i, &want);
+    if (memcmp(&want, rec, sizeof(want)) != 0) {
+        cs->bad++;
+    }
+    return 0;
+}
+
+
+static void store_keeps_every_record_across_reopen(void **state)
+{
+    char path[64];
+    struct bms_store *store;
+    pthread_t threads[N_THREADS];
+    struct writer_arg args[N_THREADS];
+    struct check_state cs;
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    store = open_store(path);
+    for (int t = 0; t < N_THREADS; t++) {
+        args[t].store = store;
+        args[t].thread = t;
+        assert_int_equal(pthread_create(&threads[t], NULL, write_records,
+                                        &args[t]), 0);
+    }
+    for (int t = 0; t < N_THREADS; t++) {
+        pthread_join(threads[t], NULL);
+    }
+    bms_store_close(store);
+
+    store = open_store(path);
+    memset(&cs, 0, sizeof(cs));
+    for (int t = 0; t < N_THREADS; t++) {
+        cs.next[t] = N_PER_THREAD - 1;
+    }
+    assert_int_equal(bms_store_list_requests(store, -1, check_record, &cs,
+                                             NULL), BMS_OK);
+    assert_int_equal(cs.n_seen, N_THREADS * N_PER_THREAD);
+    assert_int_equal(cs.bad, 0);
+    for (int t = 0; t < N_THREADS; t++) {
+        assert_int_equal(cs.next[t], -1);
+    }
+    bms_store_close(store);
+    remove_db(path);
+}
+
+
+struct id_list {
+    char ids[8][BMS_REQUEST_ID_SIZE];
+    int n;
+};
+
+
+static int collect_id(void *ud, const struct bms_request_record *rec)
+{
+    struct id_list *l = ud;
+
+    if (l->n < 8) {
+        snprintf(l->ids[l->n++], sizeof(l->ids[0]), "%s", rec->id);
+    }
+    return 0;
+}
+
+
+static int stop_at_first(void *ud, const struct bms_request_record *rec)
+{
+    (void)rec;
+    (*(int *)ud)++;
+    return 1;
+}
+
+
+static void store_flush_makes_records_visible(void **state)
+{
+    static const char *const ids[] = {"a", "b", "c"};
+    char path[64];
+    struct bms_store *store;
+    struct id_list l;
+    int n_calls = 0;
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    store = open_store(path);
+    for (int i = 0; i < 3; i++) {
+        struct bms_request_record r;
+
+        memset(&r, 0, sizeof(r));
+        snprintf(r.id, sizeof(r.id), "%s", ids[i]);
+        bms_store_record(store, &r);
+    }
+    assert_int_equal(bms_store_flush(store), BMS_OK);
+
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(bms_store_list_requests(store, 2, collect_id, &l, NULL),
+                     BMS_OK);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.ids[0], "c");
+    assert_string_equal(l.ids[1], "b");
+
+    assert_int_equal(bms_store_list_requests(store, 10, stop_at_first,
+                                             &n_calls, NULL), BMS_OK);
+    assert_int_equal(n_calls, 1);
+
+    /* A flush with nothing queued returns at once. */
+    assert_int_equal(bms_store_flush(store), BMS_OK);
+    bms_store_close(store);
+    remove_db(path);
+}
+
+
+static void store_cuts_unterminated_fields(void **state)
+{
+    char path[64];
+    struct bms_store *store;
+    struct bms_request_record r;
+    struct id_list l;
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    store = open_store(path);
+    memset(&r, 'x', sizeof(r));
+    r.ts_us = 5;
+    bms_store_record(store, &r);
+    assert_int_equal(bms_store_flush(store), BMS_OK);
+
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(bms_store_list_requests(store, 1, collect_id, &l, NULL),
+                     BMS_OK);
+    assert_int_equal(l.n, 1);
+    assert_int_equal(strlen(l.ids[0]), BMS_REQUEST_ID_SIZE - 1);
+    bms_store_close(store);
+    remove_db(path);
+}
+
+
+/* One integer or text answer of sql on the db at path, read directly. */
+static void query_one(const char *path, const char *sql, char *out,
+                      size_t size)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    snprintf(out, size, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+
+static void store_sets_wal_and_schema(void **state)
+{
+    char path[64];
+    char got[256];
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    bms_store_close(open_store(path));
+    query_one(path, "PRAGMA journal_mode", got, sizeof(got));
+    assert_string_equal(got, "wal");
+    query_one(path, "PRAGMA user_version", got, sizeof(got));
+    assert_string_equal(got, "1");
+    query_one(path, "SELECT group_concat(name, ',') FROM (SELECT name FROM "
+              "sqlite_master ORDER BY name)", got, sizeof(got));
+    assert_string_equal(got, "models,requests,requests_ts_us,"
+                        "sqlite_autoindex_models_1");
+    remove_db(path);
+}
+
+
+static void store_put_model_replaces(void **state)
+{
+    char path[64];
+    char got[256];
+    struct bms_store *store;
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    store = open_store(path);
+    assert_int_equal(bms_store_put_model(store, "m", 1, "{\"a\": 1}", NULL),
+                     BMS_OK);
+    assert_int_equal(bms_store_put_model(store, "m", 1, "{\"a\": 2}", NULL),
+                     BMS_OK);
+    assert_int_equal(bms_store_put_model(store, "m", 2, "{}", NULL), BMS_OK);
+    bms_store_close(store);
+    query_one(path, "SELECT count(*) FROM models", got, sizeof(got));
+    assert_string_equal(got, "2");
+    query_one(path, "SELECT manifest FROM models WHERE name = 'm' AND "
+              "version = 1", got, sizeof(got));
+    assert_string_equal(got, "{\"a\": 2}");
+    query_one(path, "SELECT loaded_at_us > 1600000000000000 FROM models "
+              "WHERE version = 2", got, sizeof(got));
+    assert_string_equal(got, "1");
+    remove_db(path);
+}
+
+
+static void store_rejects_newer_schema(void **state)
+{
+    char path[64];
+    sqlite3 *db = NULL;
+    struct bms_store *store = NULL;
+    struct bms_diag diag = {""};
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(bms_store_open_sqlite(path, &store, &diag),
+                     BMS_ERR_UNSUPPORTED);
+    assert_null(store);
+    assert_non_null(strstr(diag.msg, "schema version 99"));
+    remove_db(path);
+}
+
+
+static char dropped_line[512];
+
+
+static void capture_drop(void *ud, enum bms_log_level level,
+                         const char *line)
+{
+    (void)ud;
+    if (level == BMS_LOG_ERROR && strstr(line, "dropped") != NULL) {
+        snprintf(dropped_line, sizeof(dropped_line), "%s", line);
+    }
+}
+
+
+/* With the table gone every write fails: the batch is tried a bounded
+ * number of times, then dropped with a count, and flush says so. */
+static void store_drops_batch_after_failed_retries(void **state)
+{
+    char path[64];
+    sqlite3 *db = NULL;
+    struct bms_store *store;
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    store = open_store(path);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "DROP TABLE requests", NULL, NULL,
+                                  NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    dropped_line[0] = '\0';
+    bms_log_set_handler(capture_drop, NULL);
+    for (int i = 0; i < 5; i++) {
+        struct bms_request_record r;
+
+        make_record(0, i, &r);
+        bms_store_record(store, &r);
+    }
+    assert_int_equal(bms_store_flush(store), BMS_ERR_IO);
+    bms_log_set_handler(NULL, NULL);
+    assert_non_null(strstr(dropped_line, "msg=\"request records dropped\" "
+                           "count=5 attempts=3"));
+    bms_store_close(store);
+    remove_db(path);
+}
+
+
+static void store_open_fails_on_missing_folder(void **state)
+{
+    struct bms_store *store = NULL;
+    struct bms_diag diag = {""};
+
+    (void)state;
+    assert_int_equal(bms_store_open_sqlite("/tmp/bms-no-such-dir/x.db",
+                                           &store, &diag), BMS_ERR_IO);
+    assert_null(store);
+    assert_non_null(strstr(diag.msg, "/tmp/bms-no-such-dir/x.db"));
+}
+
+
+int bms_test_store(int *n_tests)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(store_keeps_every_record_across_reopen),
+        cmocka_unit_test(store_flush_makes_records_visible),
+        cmocka_unit_test(store_cuts_unterminated_fields),
+        cmocka_unit_test(store_sets_wal_and_schema),
+        cmocka_unit_test(store_put_model_replaces),
+        cmocka_unit_test(store_rejects_newer_schema),
+        cmocka_unit_test(store_drops_batch_after_failed_retries),
+        cmocka_unit_test(store_open_fails_on_missing_folder),
+    };
+
+    return BMS_RUN_GROUP(tests, n_tests);
+}

@@ -1,0 +1,1320 @@
+/*
+ * The streaming parser for v2 infer requests.  yajl's callback parser hands
+ * over one JSON event at a time and a small state machine places it.  The
+ * numbers of a "data" array go straight into the input's typed buffer as
+ * they arrive; the buffer grows by doubling, so a request is parsed in time
+ * and memory linear in its size, with no allocation per element.
+ *
+ * Keys may come in any order.  When "data" comes before "datatype", the
+ * number texts are kept in one side buffer and converted when the input's
+ * object closes, with the same checks and messages as the direct path.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yajl/yajl_parse.h>
+
+#include "server/v2_parse.h"
+
+/* Longest number text accepted; the shortest round-trip form of any FP64
+ * needs 24 characters. */
+#define NUMBER_MAX 128
+
+enum state {
+    ST_ROOT,                     /* before the top-level object */
+    ST_TOP,                      /* in the top-level object, at a key */
+    ST_TOP_VALUE,                /* after a top-level key */
+    ST_INPUTS,                   /* in "inputs": an object or ']' */
+    ST_INPUT,                    /* in one input object, at a key */
+    ST_INPUT_VALUE,
+    ST_SHAPE,                    /* in "shape" */
+    ST_DATA,                     /* in "data", at any depth */
+    ST_OUTPUTS,                  /* in "outputs": an object or ']' */
+    ST_OUTPUT,
+    ST_OUTPUT_VALUE,
+    ST_OUTPUT_PARAMS,            /* in outputs[j].parameters, at a key */
+    ST_OUTPUT_PARAM_VALUE,
+    ST_DONE
+};
+
+enum key {
+    KEY_OTHER,
+    KEY_ID,
+    KEY_INPUTS,
+    KEY_OUTPUTS,
+    KEY_PARAMETERS,
+    KEY_NAME,
+    KEY_DATATYPE,
+    KEY_SHAPE,
+    KEY_DATA,
+    KEY_CLASSIFICATION,
+    KEY_RAW
+};
+
+static const char *const key_names[] = {
+    "", "id", "inputs", "outputs", "parameters", "name", "datatype",
+    "shape", "data", "classification", "raw",
+};
+
+enum event_type {
+    EV_NULL,
+    EV_BOOL,
+    EV_NUMBER,
+    EV_STRING,
+    EV_MAP_START,
+    EV_KEY,
+    EV_MAP_END,
+    EV_ARRAY_START,
+    EV_ARRAY_END
+};
+
+struct event {
+    enum event_type type;
+    const char *text;            /* NUMBER, STRING, KEY; not NUL-ended */
+    size_t len;
+    int flag;                    /* BOOL */
+};
+
+/* Which fields the current input or output object has given. */
+struct seen {
+    int name;
+    int datatype;
+    int shape;
+    int data;
+    int classification;
+    int raw;
+};
+
+struct parser {
+    enum state state;
+    enum key key;                /* the key whose value comes next */
+    int skip;                    /* open containers of an ignored value */
+    enum state resume;           /* where to go when the skip ends */
+    int seen_id;
+    int seen_inputs;
+    int seen_outputs;
+    struct seen seen;
+    int n_open;                  /* open arrays inside "data" */
+    int max_open;
+    int leaf_level;              /* nesting level of the numbers, 0 unset */
+    int64_t level_len[BMS_MAX_DIMS];   /* length at each level, -1 unset */
+    int64_t level_count[BMS_MAX_DIMS]; /* elements so far at each level */
+    int data_levels;             /* nesting depth of the finished data */
+    struct bms_buf pending;      /* number texts awaiting the datatype */
+    int64_t n_pending;
+    int inputs_cap;
+    int outputs_cap;
+    int64_t max_elems;           /* elements one input may hold */
+    size_t body_len;             /* bytes */
+    struct bms__v2_request *req;
+    enum bms_status rc;
+    struct bms_diag *diag;
+    char path[96];
+};
+
+
+static struct bms__v2_input *cur_input(struct parser *p)
+{
+    return &p->req->inputs[p->req->n_inputs - 1];
+}
+
+
+static struct bms__v2_output *cur_output(struct parser *p)
+{
+    return &p->req->outputs[p->req->n_outputs - 1];
+}
+
+
+/* The field the parser stands at, "inputs[2].shape", for messages. */
+static const char *field(struct parser *p)
+{
+    const char *key = key_names[p->key];
+
+    switch (p->state) {
+    case ST_INPUT_VALUE:
+    case ST_SHAPE:
+    case ST_DATA:
+        snprintf(p->path, sizeof(p->path), "inputs[%d].%s",
+                 p->req->n_inputs - 1, key);
+        break;
+    case ST_OUTPUT_VALUE:
+        snprintf(p->path, sizeof(p->path), "outputs[%d].%s",
+                 p->req->n_outputs - 1, key);
+        break;
+    case ST_OUTPUT_PARAM_VALUE:
+        snprintf(p->path, sizeof(p->path), "outputs[%d].parameters.%s",
+                 p->req->n_outputs - 1, key);
+        break;
+    default:
+        snprintf(p->path, sizeof(p->path), "%s", key);
+        break;
+    }
+    return p->path;
+}
+
+
+/* Record the first error; the callbacks return its result (0) to yajl,
+ * which stops parsing. */
+static int fail(struct parser *p, enum bms_status rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(struct parser *p, enum bms_status rc, const char *fmt, ...)
+{
+    va_list ap;
+
+    p->rc = rc;
+    if (p->diag != NULL) {
+        va_start(ap, fmt);
+        vsnprintf(p->diag->msg, sizeof(p->diag->msg), fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
+
+
+static int fail_nomem(struct parser *p)
+{
+    return fail(p, BMS_ERR_NOMEM, "out of memory while parsing the request");
+}
+
+
+static int expected(struct parser *p, const char *what)
+{
+    return fail(p, BMS_ERR_INVALID, "%s: expected %s", field(p), what);
+}
+
+
+static int given_twice(struct parser *p, int *seen)
+{
+    if (*seen) {
+        return fail(p, BMS_ERR_INVALID, "%s: given twice", field(p));
+    }
+    *seen = 1;
+    return 1;
+}
+
+
+static char *copy_text(const char *text, size_t len)
+{
+    char *s = malloc(len + 1);
+
+    if (s != NULL) {
+        memcpy(s, text, len);
+        s[len] = '\0';
+    }
+    return s;
+}
+
+
+static enum key key_from_text(const char *text, size_t len)
+{
+    for (size_t i = 1; i < sizeof(key_names) / sizeof(key_names[0]); i++) {
+        if (strlen(key_names[i]) == len && memcmp(key_names[i], text, len)
+            == 0) {
+            return (enum key)i;
+        }
+    }
+    return KEY_OTHER;
+}
+
+
+/* Grow an array of items of size item_size to hold one more; *cap counts
+ * items. */
+static int grow(void **items, int *cap, int n, size_t item_size)
+{
+    int new_cap = *cap ? *cap * 2 : 4;
+    void *q;
+
+    if (n < *cap) {
+        return 1;
+    }
+    q = realloc(*items, (size_t)new_cap * item_size);
+    if (q == NULL) {
+        return 0;
+    }
+    memset((char *)q + (size_t)*cap * item_size, 0,
+           (size_t)(new_cap - *cap) * item_size);
+    *items = q;
+    *cap = new_cap;
+    return 1;
+}
+
+
+/*
+ * Skip the value that starts with ev (an ignored key's value), then go on in
+ * state resume.
+ */
+static int skip_value(struct parser *p, const struct event *ev,
+                      enum state resume)
+{
+    p->state = resume;
+    if (ev->type == EV_MAP_START || ev->type == EV_ARRAY_START) {
+        p->skip = 1;
+    }
+    return 1;
+}
+
+
+/* "parameters" is ignored, but must be an object. */
+static int skip_parameters(struct parser *p, const struct event *ev,
+                           enum state resume)
+{
+    if (ev->type != EV_MAP_START) {
+        return expected(p, "an object");
+    }
+    return skip_value(p, ev, resume);
+}
+
+
+/* ---- numbers ---- */
+
+/* The common case without strtoll: an optional '-' and at most 18 digits,
+ * which cannot overflow int64.  Returns 0 when s is anything else. */
+static int parse_short_int(const char *s, int64_t *out)
+{
+    int neg = s[0] == '-';
+    int64_t v = 0;
+    int n = 0;
+
+    for (const char *c = s + neg; *c != '\0'; c++, n++) {
+        if (*c < '0' || *c > '9' || n == 18) {
+            return 0;
+        }
+        v = v * 10 + (*c - '0');
+    }
+    if (n == 0) {
+        return 0;
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+
+/* Parse an integer text (JSON syntax, NUL-ended).  Returns 0, 1 when it is
+ * not an integer, 2 when it does not fit int64. */
+static int parse_int64(const char *s, int64_t *out)
+{
+    char *end;
+    long long v;
+
+    if (parse_short_int(s, out)) {
+        return 0;
+    }
+    if (strpbrk(s, ".eE") != NULL) {
+        return 1;
+    }
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (*end != '\0') {
+        return 1;
+    }
+    if (errno == ERANGE) {
+        return 2;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
+
+/* As parse_int64 for UINT64: 2 also for a negative value. */
+static int parse_uint64(const char *s, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    int64_t neg;
+    int r;
+
+    if (s[0] == '-') {
+        r = parse_int64(s, &neg);
+        if (r == 0 && neg != 0) {
+            r = 2;
+        }
+        if (r == 0) {
+            *out = 0;
+        }
+        return r;
+    }
+    if (strpbrk(s, ".eE") != NULL) {
+        return 1;
+    }
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (*end != '\0') {
+        return 1;
+    }
+    if (errno == ERANGE) {
+        return 2;
+    }
+    *out = (uint64_t)v;
+    return 0;
+}
+
+
+/* Parse a floating-point text.  Returns 0, or 2 when it overflows FP64;
+ * an underflow gives the nearest representable value. */
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    errno = 0;
+    v = strtod(s, &end);
+    if (*end != '\0') {
+        return 1;
+    }
+    if (errno == ERANGE && fabs(v) > 1.0) {
+        return 2;
+    }
+    *out = v;
+    return 0;
+}
+
+
+/* Store i, already range-checked, as an integer of dtype at the aligned
+ * dst. */
+static void put_int(enum bms_dtype dtype, int64_t i, void *dst)
+{
+    switch (dtype) {
+    case BMS_DTYPE_I8:
+        *(int8_t *)dst = (int8_t)i;
+        break;
+    case BMS_DTYPE_U8:
+        *(uint8_t *)dst = (uint8_t)i;
+        break;
+    case BMS_DTYPE_I16:
+        *(int16_t *)dst = (int16_t)i;
+        break;
+    case BMS_DTYPE_U16:
+        *(uint16_t *)dst = (uint16_t)i;
+        break;
+    case BMS_DTYPE_I32:
+        *(int32_t *)dst = (int32_t)i;
+        break;
+    case BMS_DTYPE_U32:
+        *(uint32_t *)dst = (uint32_t)i;
+        break;
+    default:
+        *(int64_t *)dst = i;
+        break;
+    }
+}
+
+
+/* FP32 or FP64 from the number text s.  Returns 0, or 2 out of range. */
+static int convert_float(enum bms_dtype dtype, const char *s, void *dst)
+{
+    double d;
+    float f;
+    int r = parse_double(s, &d);
+
+    if (r != 0 || dtype == BMS_DTYPE_F64) {
+        if (r == 0) {
+            memcpy(dst, &d, sizeof(d));
+        }
+        return r;
+    }
+    /* Above FLT_MAX plus half an ulp a float would round to infinity. */
+    if (fabs(d) >= 0x1.ffffffp+127) {
+        return 2;
+    }
+    f = (float)d;
+    memcpy(dst, &f, sizeof(f));
+    return 0;
+}
+
+
+/* An integer datatype other than UINT64 from the number text s.  Returns
+ * 0, 1 for a non-integer, 2 out of range. */
+static int convert_int(enum bms_dtype dtype, const char *s, void *dst)
+{
+    static const struct {
+        enum bms_dtype dtype;
+        int64_t min;
+        int64_t max;
+    } ranges[] = {
+        {BMS_DTYPE_I8, INT8_MIN, INT8_MAX},
+        {BMS_DTYPE_I16, INT16_MIN, INT16_MAX},
+        {BMS_DTYPE_I32, INT32_MIN, INT32_MAX},
+        {BMS_DTYPE_I64, INT64_MIN, INT64_MAX},
+        {BMS_DTYPE_U8, 0, UINT8_MAX},
+        {BMS_DTYPE_U16, 0, UINT16_MAX},
+        {BMS_DTYPE_U32, 0, UINT32_MAX},
+    };
+    int64_t i;
+    int r = parse_int64(s, &i);
+
+    if (r != 0) {
+        return r;
+    }
+    for (size_t k = 0; k < sizeof(ranges) / sizeof(ranges[0]); k++) {
+        if (ranges[k].dtype == dtype &&
+            (i < ranges[k].min || i > ranges[k].max)) {
+            return 2;
+        }
+    }
+    put_int(dtype, i, dst);
+    return 0;
+}
+
+
+/* Convert the number text s to dtype into dst.  Returns 0, 1 for a
+ * non-integer given to an integer datatype, 2 for out of range. */
+static int convert_number(enum bms_dtype dtype, const char *s, void *dst)
+{
+    uint64_t u;
+    int r;
+
+    switch (dtype) {
+    case BMS_DTYPE_F32:
+    case BMS_DTYPE_F64:
+        return convert_float(dtype, s, dst);
+    case BMS_DTYPE_U64:
+        r = parse_uint64(s, &u);
+        if (r == 0) {
+            memcpy(dst, &u, sizeof(u));
+        }
+        return r;
+    default:
+        return convert_int(dtype, s, dst);
+    }
+}
+
+
+/*
+ * Append element number index (a number's text or "true"/"false") to
+ * in->data, converted to in->dtype.  Returns 1, or 0 with the error set.
+ */
+static int store_element(struct parser *p, struct bms__v2_input *in,
+                         int64_t index, const char *s, size_t len)
+{
+    const char *type = bms_dtype_v2_name(in->dtype);
+    int is_bool = s[0] == 't' || s[0] == 'f';
+    int n = p->req->n_inputs - 1;
+    union {
+        unsigned char bytes[8];
+        int64_t align;
+    } value;
+    int r;
+
+    if (in->dtype == BMS_DTYPE_BOOL) {
+        if (!is_bool) {
+            return fail(p, BMS_ERR_INVALID, "inputs[%d].data[%lld]: expected"
+                        " true or false for BOOL, got %.*s", n,
+                        (long long)index, (int)len, s);
+        }
+        value.bytes[0] = s[0] == 't';
+    } else if (is_bool) {
+        return fail(p, BMS_ERR_INVALID, "inputs[%d].data[%lld]: expected a"
+                    " number for %s, got %s", n, (long long)index, type, s);
+    } else {
+        r = convert_number(in->dtype, s, &value);
+        if (r == 1) {
+            return fail(p, BMS_ERR_INVALID, "inputs[%d].data[%lld]: expected"
+                        " an integer for %s, got %s", n, (long long)index,
+                        type, s);
+        }
+        if (r == 2) {
+            return fail(p, BMS_ERR_INVALID, "inputs[%d].data[%lld]: %s out"
+                        " of range for %s", n, (long long)index, s, type);
+        }
+    }
+    if (bms_buf_append(&in->data, value.bytes, bms_dtype_size(in->dtype))
+        != BMS_OK) {
+        return fail_nomem(p);
+    }
+    return 1;
+}
+
+
+/* ---- the nesting of "data" ---- */
+
+static void data_begin(struct parser *p)
+{
+    p->n_open = 1;
+    p->max_open = 1;
+    p->leaf_level = 0;
+    for (int i = 0; i < BMS_MAX_DIMS; i++) {
+        p->level_len[i] = -1;
+        p->level_count[i] = 0;
+    }
+    bms_buf_reset(&p->pending);
+    p->n_pending = 0;
+}
+
+
+static int not_rectangular(struct parser *p)
+{
+    return fail(p, BMS_ERR_INVALID, "%s: nested arrays are not rectangular",
+                field(p));
+}
+
+
+static int data_open(struct parser *p)
+{
+    if (p->leaf_level != 0 && p->n_open >= p->leaf_level) {
+        return not_rectangular(p);
+    }
+    if (p->n_open >= BMS_MAX_DIMS) {
+        return fail(p, BMS_ERR_INVALID, "%s: nested more than %d deep",
+                    field(p), BMS_MAX_DIMS);
+    }
+    p->level_count[p->n_open - 1]++;
+    p->level_count[p->n_open] = 0;
+    p->n_open++;
+    if (p->n_open > p->max_open) {
+        p->max_open = p->n_open;
+    }
+    return 1;
+}
+
+
+/* Close one array of "data"; when the outermost closes, "data" is done. */
+static int data_close(struct parser *p)
+{
+    int level = p->n_open - 1;
+
+    if (p->level_len[level] < 0) {
+        p->level_len[level] = p->level_count[level];
+    } else if (p->level_len[level] != p->level_count[level]) {
+        return not_rectangular(p);
+    }
+    p->n_open--;
+    if (p->n_open > 0) {
+        return 1;
+    }
+    if (p->leaf_level != 0 && p->leaf_level != p->max_open) {
+        return not_rectangular(p);
+    }
+    p->data_levels = p->max_open;
+    p->state = ST_INPUT;
+    return 1;
+}
+
+
+/* One number or boolean of "data". */
+static int data_element(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_input *in = cur_input(p);
+    char text[NUMBER_MAX];
+    int64_t index = in->n_elems + p->n_pending;
+
+    if (p->leaf_level == 0) {
+        p->leaf_level = p->n_open;
+    } else if (p->leaf_level != p->n_open) {
+        return not_rectangular(p);
+    }
+    p->level_count[p->n_open - 1]++;
+    if (index >= p->max_elems) {
+        return fail(p, BMS_ERR_LIMIT, "%s: more than %lld elements",
+                    field(p), (long long)p->max_elems);
+    }
+    if (ev->type == EV_BOOL) {
+        snprintf(text, sizeof(text), "%s", ev->flag ? "true" : "false");
+    } else if (ev->len >= sizeof(text)) {
+        return fail(p, BMS_ERR_INVALID, "%s[%lld]: number longer than %d"
+                    " characters", field(p), (long long)index,
+                    NUMBER_MAX - 1);
+    } else {
+        memcpy(text, ev->text, ev->len);
+        text[ev->len] = '\0';
+    }
+
+    /* Without the datatype yet, keep the text for the input's end. */
+    if (!p->seen.datatype) {
+        p->n_pending++;
+        if (bms_buf_append(&p->pending, text, strlen(text) + 1) != BMS_OK) {
+            return fail_nomem(p);
+        }
+        return 1;
+    }
+    if (!store_element(p, in, index, text, strlen(text))) {
+        return 0;
+    }
+    in->n_elems++;
+    return 1;
+}
+
+
+static int step_data(struct parser *p, const struct event *ev)
+{
+    switch (ev->type) {
+    case EV_ARRAY_START:
+        return data_open(p);
+    case EV_ARRAY_END:
+        return data_close(p);
+    case EV_NUMBER:
+    case EV_BOOL:
+        return data_element(p, ev);
+    default:
+        break;
+    }
+    return fail(p, BMS_ERR_INVALID, "%s[%lld]: expected a number or a"
+                " boolean", field(p),
+                (long long)(cur_input(p)->n_elems + p->n_pending));
+}
+
+
+/* ---- the end of an input object: checks that need all its fields ---- */
+
+static int convert_pending(struct parser *p, struct bms__v2_input *in)
+{
+    const char *s = p->pending.data;
+
+    for (int64_t i = 0; i < p->n_pending; i++) {
+        size_t len = strlen(s);
+
+        if (!store_element(p, in, i, s, len)) {
+            return 0;
+        }
+        s += len + 1;
+    }
+    in->n_elems = p->n_pending;
+    p->n_pending = 0;
+    bms_buf_reset(&p->pending);
+    return 1;
+}
+
+
+static void format_dims(char *buf, size_t size, const int64_t *dims,
+                        int n_dims)
+{
+    size_t used = 0;
+
+    used += (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < n_dims && used < size; i++) {
+        used += (size_t)snprintf(buf + used, size - used, "%s%lld",
+                                 i ? ", " : "", (long long)dims[i]);
+    }
+    if (used < size) {
+        snprintf(buf + used, size - used, "]");
+    }
+}
+
+
+/* Nested data must have the shape's rank and dims; flat data only the
+ * shape's element count. */
+static int check_data_shape(struct parser *p, struct bms__v2_input *in)
+{
+    int n = p->req->n_inputs - 1;
+    int64_t numel = 1;
+    char want[160];
+    char got[160];
+
+    for (int i = 0; i < in->n_dims; i++) {
+        numel *= in->dims[i];
+    }
+    format_dims(want, sizeof(want), in->dims, in->n_dims);
+    if (p->data_levels > 1) {
+        int same = p->data_levels == in->n_dims;
+
+        for (int i = 0; same && i < in->n_dims; i++) {
+            same = p->level_len[i] == in->dims[i];
+        }
+        if (!same) {
+            format_dims(got, sizeof(got), p->level_len, p->data_levels);
+            return fail(p, BMS_ERR_INVALID, "inputs[%d].data: nested as %s,"
+                        " shape is %s", n, got, want);
+        }
+    }
+    if (in->n_elems != numel) {
+        return fail(p, BMS_ERR_INVALID, "inputs[%d].data: %lld elements,"
+                    " shape %s needs %lld", n, (long long)in->n_elems, want,
+                    (long long)numel);
+    }
+    return 1;
+}
+
+
+static int input_end(struct parser *p)
+{
+    struct bms__v2_input *in = cur_input(p);
+    int n = p->req->n_inputs - 1;
+    static const char *const names[] = {"name", "datatype", "shape", "data"};
+    int seen[4];
+
+    seen[0] = p->seen.name;
+    seen[1] = p->seen.datatype;
+    seen[2] = p->seen.shape;
+    seen[3] = p->seen.data;
+    for (int i = 0; i < 4; i++) {
+        if (!seen[i]) {
+            return fail(p, BMS_ERR_INVALID, "inputs[%d].%s: missing", n,
+                        names[i]);
+        }
+    }
+    if (p->n_pending > 0 && !convert_pending(p, in)) {
+        return 0;
+    }
+    if (!check_data_shape(p, in)) {
+        return 0;
+    }
+    p->state = ST_INPUTS;
+    return 1;
+}
+
+
+/* ---- input fields ---- */
+
+static int set_datatype(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_input *in = cur_input(p);
+    enum bms_dtype dtype;
+
+    if (ev->type != EV_STRING) {
+        return expected(p, "a string");
+    }
+    if (bms_dtype_from_v2_name(ev->text, ev->len, &dtype) != 0) {
+        return fail(p, BMS_ERR_INVALID, "%s: unknown datatype \"%.*s\"",
+                    field(p), (int)(ev->len > 32 ? 32 : ev->len), ev->text);
+    }
+    if (dtype == BMS_DTYPE_F16) {
+        return fail(p, BMS_ERR_INVALID, "%s: FP16 is not supported",
+                    field(p));
+    }
+    in->dtype = dtype;
+    p->state = ST_INPUT;
+    return given_twice(p, &p->seen.datatype);
+}
+
+
+static int shape_dim(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_input *in = cur_input(p);
+    char text[NUMBER_MAX];
+    int64_t dim;
+
+    if (ev->type == EV_ARRAY_END) {
+        p->state = ST_INPUT;
+        return 1;
+    }
+    if (in->n_dims >= BMS_MAX_DIMS) {
+        return fail(p, BMS_ERR_INVALID, "%s: more than %d dimensions",
+                    field(p), BMS_MAX_DIMS);
+    }
+    if (ev->type != EV_NUMBER || ev->len >= sizeof(text)) {
+        return fail(p, BMS_ERR_INVALID, "%s[%d]: expected a non-negative"
+                    " integer", field(p), in->n_dims);
+    }
+    memcpy(text, ev->text, ev->len);
+    text[ev->len] = '\0';
+    if (parse_int64(text, &dim) != 0 || dim < 0) {
+        return fail(p, BMS_ERR_INVALID, "%s[%d]: expected a non-negative"
+                    " integer, got %s", field(p), in->n_dims, text);
+    }
+    if (dim > p->max_elems) {
+        return fail(p, BMS_ERR_LIMIT, "%s[%d]: %s is more than %lld"
+                    " elements", field(p), in->n_dims, text,
+                    (long long)p->max_elems);
+    }
+    in->dims[in->n_dims++] = dim;
+    return 1;
+}
+
+
+/*
+ * When "shape" closes: refuse a tensor over the limit before its data, and
+ * size the buffer once when the data is still to come.  Zero dimensions
+ * count as one in the bound, so that no product of the dims (the engine
+ * takes them) can overflow.
+ */
+static int shape_end(struct parser *p)
+{
+    struct bms__v2_input *in = cur_input(p);
+    int64_t bound = 1;
+    int64_t numel = 1;
+
+    for (int i = 0; i < in->n_dims; i++) {
+        int64_t dim = in->dims[i] > 0 ? in->dims[i] : 1;
+
+        if (bound > p->max_elems / dim) {
+            return fail(p, BMS_ERR_LIMIT, "inputs[%d].shape: more than %lld"
+                        " elements", p->req->n_inputs - 1,
+                        (long long)p->max_elems);
+        }
+        bound *= dim;
+        numel *= in->dims[i];
+    }
+    /* Each element takes at least two bytes of the body ("0,"), so a
+     * small body cannot make the buffer large. */
+    if (numel > (int64_t)(p->body_len / 2 + 1)) {
+        numel = (int64_t)(p->body_len / 2 + 1);
+    }
+    if (!p->seen.data && p->seen.datatype) {
+        size_t size = (size_t)numel * bms_dtype_size(in->dtype);
+
+        if (bms_buf_reserve(&in->data, size) != BMS_OK) {
+            return fail_nomem(p);
+        }
+    }
+    return 1;
+}
+
+
+static int step_shape(struct parser *p, const struct event *ev)
+{
+    if (!shape_dim(p, ev)) {
+        return 0;
+    }
+    if (ev->type == EV_ARRAY_END) {
+        return shape_end(p);
+    }
+    return 1;
+}
+
+
+static int step_input_value(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_input *in = cur_input(p);
+
+    switch (p->key) {
+    case KEY_NAME:
+        if (ev->type != EV_STRING) {
+            return expected(p, "a string");
+        }
+        if (!given_twice(p, &p->seen.name)) {
+            return 0;
+        }
+        in->name = copy_text(ev->text, ev->len);
+        in->name_len = ev->len;
+        p->state = ST_INPUT;
+        return in->name != NULL ? 1 : fail_nomem(p);
+    case KEY_DATATYPE:
+        return set_datatype(p, ev);
+    case KEY_SHAPE:
+        if (ev->type != EV_ARRAY_START) {
+            return expected(p, "an array of non-negative integers");
+        }
+        p->state = ST_SHAPE;
+        return given_twice(p, &p->seen.shape);
+    case KEY_DATA:
+        if (ev->type != EV_ARRAY_START) {
+            return expected(p, "an array");
+        }
+        if (!given_twice(p, &p->seen.data)) {
+            return 0;
+        }
+        data_begin(p);
+        p->state = ST_DATA;
+        return 1;
+    case KEY_PARAMETERS:
+        return skip_parameters(p, ev, ST_INPUT);
+    default:
+        return skip_value(p, ev, ST_INPUT);
+    }
+}
+
+
+/* ---- outputs ---- */
+
+static int step_output_param(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_output *o = cur_output(p);
+    char text[NUMBER_MAX];
+    int64_t k;
+
+    switch (p->key) {
+    case KEY_CLASSIFICATION:
+        if (ev->type != EV_NUMBER || ev->len >= sizeof(text)) {
+            return expected(p, "a positive integer");
+        }
+        memcpy(text, ev->text, ev->len);
+        text[ev->len] = '\0';
+        if (parse_int64(text, &k) != 0 || k <= 0) {
+            return fail(p, BMS_ERR_INVALID, "%s: expected a positive"
+                        " integer, got %s", field(p), text);
+        }
+        o->classification = k;
+        p->state = ST_OUTPUT_PARAMS;
+        return given_twice(p, &p->seen.classification);
+    case KEY_RAW:
+        if (ev->type != EV_BOOL) {
+            return expected(p, "true or false");
+        }
+        o->raw = ev->flag;
+        p->state = ST_OUTPUT_PARAMS;
+        return given_twice(p, &p->seen.raw);
+    default:
+        return skip_value(p, ev, ST_OUTPUT_PARAMS);
+    }
+}
+
+
+static int step_output_value(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_output *o = cur_output(p);
+
+    switch (p->key) {
+    case KEY_NAME:
+        if (ev->type != EV_STRING) {
+            return expected(p, "a string");
+        }
+        if (!given_twice(p, &p->seen.name)) {
+            return 0;
+        }
+        o->name = copy_text(ev->text, ev->len);
+        o->name_len = ev->len;
+        p->state = ST_OUTPUT;
+        return o->name != NULL ? 1 : fail_nomem(p);
+    case KEY_PARAMETERS:
+        if (ev->type != EV_MAP_START) {
+            return expected(p, "an object");
+        }
+        p->state = ST_OUTPUT_PARAMS;
+        return 1;
+    default:
+        return skip_value(p, ev, ST_OUTPUT);
+    }
+}
+
+
+static int output_end(struct parser *p)
+{
+    int n = p->req->n_outputs - 1;
+
+    if (!p->seen.name) {
+        return fail(p, BMS_ERR_INVALID, "outputs[%d].name: missing", n);
+    }
+    if (cur_output(p)->raw && cur_output(p)->classification > 0) {
+        return fail(p, BMS_ERR_INVALID, "outputs[%d].parameters: raw and"
+                    " classification exclude each other", n);
+    }
+    p->state = ST_OUTPUTS;
+    return 1;
+}
+
+
+/* ---- containers: objects and arrays of the request's structure ---- */
+
+static int begin_input(struct parser *p)
+{
+    struct bms__v2_request *r = p->req;
+
+    if (!grow((void **)&r->inputs, &p->inputs_cap, r->n_inputs,
+              sizeof(r->inputs[0]))) {
+        return fail_nomem(p);
+    }
+    r->n_inputs++;
+    memset(&p->seen, 0, sizeof(p->seen));
+    p->n_pending = 0;
+    p->state = ST_INPUT;
+    return 1;
+}
+
+
+static int begin_output(struct parser *p)
+{
+    struct bms__v2_request *r = p->req;
+
+    if (!grow((void **)&r->outputs, &p->outputs_cap, r->n_outputs,
+              sizeof(r->outputs[0]))) {
+        return fail_nomem(p);
+    }
+    r->n_outputs++;
+    memset(&p->seen, 0, sizeof(p->seen));
+    p->state = ST_OUTPUT;
+    return 1;
+}
+
+
+static int step_top_value(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_request *r = p->req;
+
+    switch (p->key) {
+    case KEY_ID:
+        if (ev->type != EV_STRING) {
+            return expected(p, "a string");
+        }
+        if (!given_twice(p, &p->seen_id)) {
+            return 0;
+        }
+        r->id = copy_text(ev->text, ev->len);
+        r->id_len = ev->len;
+        p->state = ST_TOP;
+        return r->id != NULL ? 1 : fail_nomem(p);
+    case KEY_INPUTS:
+        if (ev->type != EV_ARRAY_START) {
+            return expected(p, "an array of objects");
+        }
+        p->state = ST_INPUTS;
+        return given_twice(p, &p->seen_inputs);
+    case KEY_OUTPUTS:
+        if (ev->type != EV_ARRAY_START) {
+            return expected(p, "an array of objects");
+        }
+        p->state = ST_OUTPUTS;
+        return given_twice(p, &p->seen_outputs);
+    case KEY_PARAMETERS:
+        return skip_parameters(p, ev, ST_TOP);
+    default:
+        return skip_value(p, ev, ST_TOP);
+    }
+}
+
+
+/* An object's key, or its end, in the states that stand at a key. */
+static int step_key(struct parser *p, const struct event *ev,
+                    enum state value_state)
+{
+    if (ev->type == EV_KEY) {
+        p->key = key_from_text(ev->text, ev->len);
+        p->state = value_state;
+        return 1;
+    }
+    switch (p->state) {
+    case ST_TOP:
+        if (!p->seen_inputs) {
+            return fail(p, BMS_ERR_INVALID, "inputs: missing");
+        }
+        p->state = ST_DONE;
+        return 1;
+    case ST_INPUT:
+        return input_end(p);
+    case ST_OUTPUT:
+        return output_end(p);
+    default:
+        p->state = ST_OUTPUT;
+        return 1;
+    }
+}
+
+
+/* An element of "inputs" or "outputs": an object, or the array's end. */
+static int step_list(struct parser *p, const struct event *ev,
+                     const char *list, int n, int (*begin)(struct parser *))
+{
+    if (ev->type == EV_ARRAY_END) {
+        p->state = ST_TOP;
+        return 1;
+    }
+    if (ev->type != EV_MAP_START) {
+        return fail(p, BMS_ERR_INVALID, "%s[%d]: expected an object", list,
+                    n);
+    }
+    return begin(p);
+}
+
+
+/* Place one event.  The switch is the whole state machine, so it is kept
+ * in one place. */
+static int step(struct parser *p, const struct event *ev)
+{
+    if (p->skip > 0) {
+        if (ev->type == EV_MAP_START || ev->type == EV_ARRAY_START) {
+            p->skip++;
+        } else if (ev->type == EV_MAP_END || ev->type == EV_ARRAY_END) {
+            p->skip--;
+        }
+        return 1;
+    }
+    switch (p->state) {
+    case ST_ROOT:
+        if (ev->type != EV_MAP_START) {
+            return fail(p, BMS_ERR_INVALID, "request: expected a JSON"
+                        " object");
+        }
+        p->state = ST_TOP;
+        return 1;
+    case ST_TOP:
+        return step_key(p, ev, ST_TOP_VALUE);
+    case ST_TOP_VALUE:
+        return step_top_value(p, ev);
+    case ST_INPUTS:
+        return step_list(p, ev, "inputs", p->req->n_inputs, begin_input);
+    case ST_INPUT:
+        return step_key(p, ev, ST_INPUT_VALUE);
+    case ST_INPUT_VALUE:
+        return step_input_value(p, ev);
+    case ST_SHAPE:
+        return step_shape(p, ev);
+    case ST_DATA:
+        return step_data(p, ev);
+    case ST_OUTPUTS:
+        return step_list(p, ev, "outputs", p->req->n_outputs, begin_output);
+    case ST_OUTPUT:
+        return step_key(p, ev, ST_OUTPUT_VALUE);
+    case ST_OUTPUT_VALUE:
+        return step_output_value(p, ev);
+    case ST_OUTPUT_PARAMS:
+        return step_key(p, ev, ST_OUTPUT_PARAM_VALUE);
+    case ST_OUTPUT_PARAM_VALUE:
+        return step_output_param(p, ev);
+    case ST_DONE:
+        break;
+    }
+    return fail(p, BMS_ERR_INTERNAL, "request: event after the end");
+}
+
+
+/* ---- yajl callbacks: each turns its arguments into an event ---- */
+
+static int on_null(void *ctx)
+{
+    struct event ev = {EV_NULL, NULL, 0, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_boolean(void *ctx, int value)
+{
+    struct event ev = {EV_BOOL, NULL, 0, value};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_number(void *ctx, const char *text, size_t len)
+{
+    struct event ev = {EV_NUMBER, text, len, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_string(void *ctx, const unsigned char *text, size_t len)
+{
+    struct event ev = {EV_STRING, (const char *)text, len, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_map_key(void *ctx, const unsigned char *text, size_t len)
+{
+    struct event ev = {EV_KEY, (const char *)text, len, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_start_map(void *ctx)
+{
+    struct event ev = {EV_MAP_START, NULL, 0, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_end_map(void *ctx)
+{
+    struct event ev = {EV_MAP_END, NULL, 0, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_start_array(void *ctx)
+{
+    struct event ev = {EV_ARRAY_START, NULL, 0, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static int on_end_array(void *ctx)
+{
+    struct event ev = {EV_ARRAY_END, NULL, 0, 0};
+
+    return step(ctx, &ev);
+}
+
+
+static const yajl_callbacks callbacks = {
+    on_null, on_boolean, NULL, NULL, on_number, on_string,
+    on_start_map, on_map_key, on_end_map, on_start_array, on_end_array,
+};
+
+
+/* yajl's own message for malformed JSON, on one line. */
+static void syntax_error(struct parser *p, yajl_handle h, const char *body,
+                         size_t len)
+{
+    unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)body,
+                                        len);
+    size_t n = msg != NULL ? strcspn((const char *)msg, "\n") : 0;
+
+    fail(p, BMS_ERR_INVALID, "malformed JSON at byte %zu: %.*s",
+         yajl_get_bytes_consumed(h), (int)n,
+         msg != NULL ? (const char *)msg : "");
+    if (msg != NULL) {
+        yajl_free_error(h, msg);
+    }
+}
+
+
+enum bms_status bms__v2_request_parse(const char *body, size_t len,
+                                      struct bms__v2_request **out,
+                                      struct bms_diag *diag)
+{
+    return bms__v2_request_parse_limited(body, len, BMS__V2_MAX_ELEMS, out,
+                                         diag);
+}
+
+
+enum bms_status bms__v2_request_parse_limited(const char *body, size_t len,
+                                              int64_t max_elems,
+                                              struct bms__v2_request **out,
+                                              struct bms_diag *diag)
+{
+    struct parser p;
+    yajl_handle h = NULL;
+    yajl_status st;
+
+    memset(&p, 0, sizeof(p));
+    p.max_elems = max_elems;
+    p.body_len = len;
+    p.diag = diag;
+    p.rc = BMS_OK;
+    p.req = calloc(1, sizeof(*p.req));
+    if (p.req == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    h = yajl_alloc(&callbacks, NULL, &p);
+    if (h == NULL) {
+        fail_nomem(&p);
+        goto out;
+    }
+    st = yajl_parse(h, (const unsigned char *)body, len);
+    if (st == yajl_status_ok) {
+        st = yajl_complete_parse(h);
+    }
+    if (st == yajl_status_error) {
+        syntax_error(&p, h, body, len);
+    } else if (p.rc == BMS_OK && p.state != ST_DONE) {
+        fail(&p, BMS_ERR_INVALID, "malformed JSON: the request ends early");
+    }
+
+out:
+    yajl_free(h);
+    bms_buf_fini(&p.pending);
+    if (p.rc != BMS_OK) {
+        bms__v2_request_destroy(p.req);
+        return p.rc;
+    }
+    *out = p.req;
+    return BMS_OK;
+}
+
+
+void bms__v2_request_destroy(struct bms__v2_request *req)
+{
+    if (req == NULL) {
+        return;
+    }
+    for (int i = 0; i < req->n_inputs; i++) {
+        free(req->inputs[i].name);
+        bms_buf_fini(&req->inputs[i].data);
+    }
+    for (int i = 0; i < req->n_outputs; i++) {
+        free(req->outputs[i].name);
+    }
+    free(req->inputs);
+    free(req->outputs);
+    free(req->id);
+    free(req);
+}

@@ -1,0 +1,82 @@
+/*
+ * bms__sgemm on oneDNN's row-major dnnl_sgemm.
+ *
+ * oneDNN here runs its threads on OpenMP, which sizes each parallel region
+ * from the calling thread's own setting.  Fork and join cost little on an
+ * idle machine but ruin small products on a busy one (every barrier waits
+ * for a descheduled thread), and the server already runs one session per
+ * worker.  So products below PARALLEL_MIN_MACS run on the calling thread
+ * alone and larger ones on up to the session's n_threads.  The setting is
+ * reached through the OpenMP runtime oneDNN loaded, looked up by name
+ * (the build links oneDNN, not OpenMP); without one it is left alone.
+ */
+#define _GNU_SOURCE              /* RTLD_DEFAULT */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "engine/ops/blas.h"
+
+/* Multiply-adds below which a product is not worth a thread team. */
+#define PARALLEL_MIN_MACS ((int64_t)1 << 22)
+
+static void (*set_num_threads)(int n);
+static pthread_once_t runtime_once = PTHREAD_ONCE_INIT;
+static _Thread_local int thread_setting;     /* 0: not set yet */
+
+
+static void find_runtime(void)
+{
+    void *sym = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
+
+    /* POSIX: a function's address may pass through void *. */
+    memcpy(&set_num_threads, &sym, sizeof(sym));
+}
+
+
+static void use_threads(int n)
+{
+    pthread_once(&runtime_once, find_runtime);
+    if (set_num_threads != NULL && thread_setting != n) {
+        set_num_threads(n);
+        thread_setting = n;
+    }
+}
+
+
+/* An empty product leaves beta * C; with beta 0, C is not read. */
+static void scale_rows(int64_t m, int64_t n, float beta, float *c,
+                       int64_t ldc)
+{
+    for (int64_t i = 0; i < m; i++) {
+        float *row = c + i * ldc;
+
+        for (int64_t j = 0; j < n; j++) {
+            row[j] = beta == 0.0f ? 0.0f : beta * row[j];
+        }
+    }
+}
+
+
+enum bms_status bms__sgemm(int n_threads, int trans_a, int trans_b,
+                           int64_t m, int64_t n, int64_t k, float alpha,
+                           const float *a, int64_t lda, const float *b,
+                           int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    dnnl_status_t st;
+
+    if (m == 0 || n == 0) {
+        return BMS_OK;
+    }
+    if (k == 0) {
+        scale_rows(m, n, beta, c, ldc);
+        return BMS_OK;
+    }
+    use_threads(m * n * k < PARALLEL_MIN_MACS || n_threads < 1
+                    ? 1 : n_threads);
+    st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k,
+                    alpha, a, lda, b, ldb, beta, c, ldc);
+    return st == dnnl_success ? BMS_OK : BMS_ERR_INTERNAL;
+}

@@ -1,0 +1,344 @@
+/*
+ * Conv over F32, for any number of spatial dims (1-D, 2-D, 3-D and up to
+ * BMS__MAX_SPATIAL), with group, strides, dilations, pads or auto_pad, and
+ * the optional bias.
+ *
+ * Each (image, group) is one matrix product: the input patches are laid
+ * out as columns (im2col) in scratch memory, [C/group * prod(kernel)] rows
+ * by [prod(out)] columns, and W's rows for the group multiply them into
+ * the output, which already holds the bias.  A 1x1 kernel with stride 1
+ * and no padding needs no im2col: the input is its own column matrix.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/ops/blas.h"
+#include "engine/ops/kernels.h"
+#include "engine/ops/window.h"
+
+struct conv_params {
+    struct bms__window w;
+    int64_t group;
+};
+
+/* Everything one run needs, derived from the inputs' dims. */
+struct conv_shape {
+    struct bms__window_geom g;
+    int64_t n;           /* images */
+    int64_t c;           /* input channels */
+    int64_t m;           /* output channels */
+    int64_t in_size;     /* prod(input spatial dims) */
+    int64_t out_size;    /* prod(output spatial dims) */
+    int64_t k_size;      /* prod(kernel dims) */
+};
+
+
+enum bms_status bms__conv_prepare(struct bms__node *node,
+                                  struct bms_diag *diag)
+{
+    struct conv_params *p;
+    enum bms_status rc;
+
+    rc = bms__math_check_arity(node, 2, 3, 1, 1, diag);
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    p = malloc(sizeof(*p));
+    if (p == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    rc = bms__window_parse(node, 0, &p->w, diag);
+    p->group = bms__attr_int(node, "group", 1);
+    if (rc == BMS_OK && p->w.ceil_mode) {
+        rc = bms_diag_set(diag, BMS_ERR_INVALID,
+                          "Conv: attribute ceil_mode is not a Conv "
+                          "attribute");
+    }
+    if (rc == BMS_OK && p->group < 1) {
+        rc = bms_diag_set(diag, BMS_ERR_INVALID,
+                          "Conv: attribute group is %lld, must be 1 or more",
+                          (long long)p->group);
+    }
+    if (rc != BMS_OK) {
+        free(p);
+        return rc;
+    }
+    node->params = p;
+    return BMS_OK;
+}
+
+
+/* "Conv: X [..] and W [..] <what>", the dims written out. */
+static enum bms_status xw_error(const struct bms_tensor *x,
+                                const struct bms_tensor *w,
+                                const char *what, struct bms_diag *diag)
+{
+    char x_text[BMS__DIMS_TEXT_SIZE];
+    char w_text[BMS__DIMS_TEXT_SIZE];
+
+    bms__math_dims_text(x->dims, x->n_dims, x_text);
+    bms__math_dims_text(w->dims, w->n_dims, w_text);
+    return bms_diag_set(diag, BMS_ERR_INVALID, "Conv: X %s and W %s %s",
+                        x_text, w_text, what);
+}
+
+
+static enum bms_status conv_shape(const struct bms__node *node,
+                                  const struct bms_tensor *x,
+                                  const struct bms_tensor *w,
+                                  const struct bms_tensor *b,
+                                  struct conv_shape *s,
+                                  struct bms_diag *diag)
+{
+    const struct conv_params *p = node->params;
+    int n_spatial = x->n_dims - 2;
+    enum bms_status rc;
+
+    if (x->n_dims < 3 || w->n_dims != x->n_dims) {
+        return xw_error(x, w, "must be [N,C,...] and [M,C/group,...] of "
+                        "the same rank", diag);
+    }
+    s->n = x->dims[0];
+    s->c = x->dims[1];
+    s->m = w->dims[0];
+    if ((s->c >= 0 && (s->c % p->group != 0 ||
+                       s->c / p->group != w->dims[1])) ||
+        s->m % p->group != 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "Conv: %lld input and %lld output channels "
+                            "with W dim 1 of %lld do not fit group %lld",
+                            (long long)s->c, (long long)s->m,
+                            (long long)w->dims[1], (long long)p->group);
+    }
+    for (int d = 0; d < n_spatial; d++) {
+        if (w->dims[2 + d] < 1 ||
+            (p->w.has_kernel && p->w.kernel[d] != w->dims[2 + d])) {
+            return xw_error(x, w, "do not match kernel_shape", diag);
+        }
+    }
+    if (b != NULL && (b->n_dims != 1 || b->dims[0] != s->m)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "Conv: B must be [%lld]", (long long)s->m);
+    }
+    rc = bms__window_resolve(node, &p->w, n_spatial, x->dims + 2,
+                             w->dims + 2, &s->g, diag);
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    s->in_size = bms__math_span(x->dims, 2, x->n_dims);
+    s->out_size = bms__math_span(s->g.out, 0, n_spatial);
+    s->k_size = bms__math_span(w->dims, 2, w->n_dims);
+    return BMS_OK;
+}
+
+
+enum bms_status bms__conv_infer(const struct bms__node *node,
+                                const struct bms_tensor *const *in,
+                                struct bms_tensor *out,
+                                struct bms_diag *diag)
+{
+    const struct bms_tensor *b = node->n_inputs > 2 ? in[2] : NULL;
+    struct conv_shape s;
+    enum bms_status rc;
+
+    if (in[0]->dtype != BMS_DTYPE_F32) {
+        return bms__math_bad_dtype(node, in[0]->dtype, diag);
+    }
+    if (in[1]->dtype != BMS_DTYPE_F32 ||
+        (b != NULL && b->dtype != BMS_DTYPE_F32)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "Conv: W and B must have X's datatype FP32");
+    }
+    rc = conv_shape(node, in[0], in[1], b, &s, diag);
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    out->dtype = BMS_DTYPE_F32;
+    out->n_dims = in[0]->n_dims;
+    out->dims[0] = s.n;
+    out->dims[1] = s.m;
+    for (int d = 0; d < s.g.n_spatial; d++) {
+        out->dims[2 + d] = s.g.out[d];
+    }
+    return BMS_OK;
+}
+
+
+/* True when the columns would be the input itself. */
+static int is_pointwise(const struct bms__window_geom *g)
+{
+    for (int d = 0; d < g->n_spatial; d++) {
+        if (g->kernel[d] != 1 || g->strides[d] != 1 ||
+            g->pad_begin[d] != 0 || g->pad_end[d] != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* col[o] = src[o * s + off] for o in [lo, hi), 0 elsewhere in [0, n). */
+static void copy_line(const float *src, int64_t lo, int64_t hi, int64_t s,
+                      int64_t off, int64_t n, float *col)
+{
+    int64_t o = 0;
+
+    lo = lo < n ? lo : n;
+    hi = hi > lo ? hi : lo;
+    hi = hi < n ? hi : n;
+    for (; o < lo; o++) {
+        col[o] = 0.0f;
+    }
+    if (s == 1) {
+        for (; o < hi; o++) {
+            col[o] = src[o + off];
+        }
+    } else {
+        for (; o < hi; o++) {
+            col[o] = src[o * s + off];
+        }
+    }
+    for (; o < n; o++) {
+        col[o] = 0.0f;
+    }
+}
+
+
+/*
+ * One row of the column matrix: kernel offset kidx of channel plane x,
+ * over every output position.  The outer output dims pick an input row
+ * (or padding); the last dim is the inner loop.
+ */
+static void im2col_row(const struct bms__window_geom *g, const float *x,
+                       const int64_t *kidx, float *col)
+{
+    int n = g->n_spatial;
+    int last = n - 1;
+    int64_t n_outer = 1;
+    int64_t oidx[BMS__MAX_SPATIAL] = {0};
+    int64_t step[BMS__MAX_SPATIAL];    /* elements per index of dim d */
+    int64_t s = g->strides[last];
+    int64_t off = kidx[last] * g->dilations[last] - g->pad_begin[last];
+    int64_t w_in = g->in[last];
+    int64_t w_out = g->out[last];
+    int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s;
+    int64_t hi = w_in - off > 0 ? (w_in - off + s - 1) / s : 0;
+
+    for (int d = last - 1; d >= 0; d--) {
+        step[d] = d == last - 1 ? w_in : step[d + 1] * g->in[d + 1];
+        n_outer *= g->out[d];
+    }
+    for (int64_t r = 0; r < n_outer; r++, col += w_out) {
+        const float *src = x;
+        int inside = 1;
+
+        for (int d = 0; d < last; d++) {
+            int64_t pos = oidx[d] * g->strides[d] - g->pad_begin[d] +
+                          kidx[d] * g->dilations[d];
+
+            inside = inside && pos >= 0 && pos < g->in[d];
+            src += inside ? pos * step[d] : 0;
+        }
+        copy_line(src, inside ? lo : 0, inside ? hi : 0, s, off, w_out,
+                  col);
+        for (int d = last - 1; d >= 0; d--) {
+            if (++oidx[d] < g->out[d]) {
+                break;
+            }
+            oidx[d] = 0;
+        }
+    }
+}
+
+
+/* The column matrix of n_c channel planes starting at x. */
+static void im2col(const struct conv_shape *s, const float *x, int64_t n_c,
+                   float *col)
+{
+    const struct bms__window_geom *g = &s->g;
+
+    for (int64_t c = 0; c < n_c; c++) {
+        int64_t kidx[BMS__MAX_SPATIAL] = {0};
+
+        for (int64_t k = 0; k < s->k_size; k++) {
+            im2col_row(g, x + c * s->in_size, kidx, col);
+            col += s->out_size;
+            for (int d = g->n_spatial - 1; d >= 0; d--) {
+                if (++kidx[d] < g->kernel[d]) {
+                    break;
+                }
+                kidx[d] = 0;
+            }
+        }
+    }
+}
+
+
+/* Output planes of one image start as the bias (or zero). */
+static void fill_bias(const struct conv_shape *s, const float *bias,
+                      float *y)
+{
+    for (int64_t m = 0; m < s->m; m++) {
+        float v = bias != NULL ? bias[m] : 0.0f;
+
+        for (int64_t i = 0; i < s->out_size; i++) {
+            y[m * s->out_size + i] = v;
+        }
+    }
+}
+
+
+enum bms_status bms__conv_run(const struct bms__node *node,
+                              const struct bms_tensor *const *in,
+                              struct bms_tensor *out,
+                              struct bms__ctx *ctx)
+{
+    const struct conv_params *p = node->params;
+    const struct bms_tensor *b = node->n_inputs > 2 ? in[2] : NULL;
+    const float *x = in[0]->data;
+    const float *w = in[1]->data;
+    float *y = out->data;
+    float *col = NULL;
+    struct conv_shape s;
+    int64_t cg, mg, rows;
+    int pointwise;
+
+    if (conv_shape(node, in[0], in[1], b, &s, NULL) != BMS_OK) {
+        return BMS_ERR_INVALID;
+    }
+    if (s.n == 0 || s.m == 0 || s.out_size == 0) {
+        return BMS_OK;
+    }
+    cg = s.c / p->group;
+    mg = s.m / p->group;
+    rows = cg * s.k_size;
+    pointwise = is_pointwise(&s.g);
+    if (!pointwise) {
+        col = bms__ctx_scratch(ctx, (size_t)(rows * s.out_size) *
+                                        sizeof(float));
+        if (col == NULL) {
+            return BMS_ERR_NOMEM;
+        }
+    }
+    for (int64_t i = 0; i < s.n; i++) {
+        float *yi = y + i * s.m * s.out_size;
+
+        fill_bias(&s, b != NULL ? b->data : NULL, yi);
+        for (int64_t gi = 0; gi < p->group; gi++) {
+            const float *xg = x + (i * s.c + gi * cg) * s.in_size;
+            enum bms_status rc;
+
+            if (!pointwise) {
+                im2col(&s, xg, cg, col);
+            }
+            rc = bms__sgemm(ctx->n_threads, 0, 0, mg, s.out_size, rows,
+                            1.0f, w + gi * mg * rows, rows,
+                            pointwise ? xg : col, s.out_size, 1.0f,
+                            yi + gi * mg * s.out_size, s.out_size);
+            if (rc != BMS_OK) {
+                return rc;
+            }
+        }
+    }
+    return BMS_OK;
+}

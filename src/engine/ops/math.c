@@ -1,0 +1,162 @@
+/*
+ * The table of arithmetic operators, and the helpers their kernel files
+ * share.  The table is the one place that binds ONNX op_type names to the
+ * kernels in the other files of this folder; bms__op_find reads it.
+ */
+#include <stdio.h>
+
+#include "engine/ops/kernels.h"
+
+#define BINARY(name) \
+    {name, bms__binary_prepare, bms__binary_infer, bms__binary_run}
+#define UNARY(name) \
+    {name, bms__unary_prepare, bms__unary_infer, bms__unary_run}
+#define SOFTMAX(name) \
+    {name, bms__softmax_prepare, bms__softmax_infer, bms__softmax_run}
+#define POOL(name) \
+    {name, bms__pool_prepare, bms__pool_infer, bms__pool_run}
+
+const struct bms__op bms__ops_math[] = {
+    BINARY("Add"),
+    BINARY("Sub"),
+    BINARY("Mul"),
+    BINARY("Div"),
+    UNARY("Relu"),
+    UNARY("Sigmoid"),
+    UNARY("Tanh"),
+    UNARY("Neg"),
+    UNARY("Abs"),
+    UNARY("Exp"),
+    UNARY("Log"),
+    UNARY("Sqrt"),
+    UNARY("Reciprocal"),
+    UNARY("Floor"),
+    UNARY("Ceil"),
+    SOFTMAX("Softmax"),
+    SOFTMAX("LogSoftmax"),
+    {"Gemm", bms__gemm_prepare, bms__gemm_infer, bms__gemm_run},
+    {"MatMul", bms__matmul_prepare, bms__matmul_infer, bms__matmul_run},
+    {"Conv", bms__conv_prepare, bms__conv_infer, bms__conv_run},
+    POOL("MaxPool"),
+    POOL("AveragePool"),
+    {"GlobalAveragePool", bms__gap_prepare, bms__gap_infer, bms__gap_run},
+    {"BatchNormalization", bms__batchnorm_prepare, bms__batchnorm_infer,
+     bms__batchnorm_run},
+    {"ArgMax", bms__argmax_prepare, bms__argmax_infer, bms__argmax_run},
+    {NULL, NULL, NULL, NULL}
+};
+
+
+enum bms_status bms__math_check_arity(const struct bms__node *node,
+                                      int min_in, int max_in,
+                                      int min_out, int max_out,
+                                      struct bms_diag *diag)
+{
+    if (node->n_inputs < min_in || node->n_inputs > max_in) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "%s: %d inputs, expected %d to %d",
+                            node->op_type, node->n_inputs, min_in, max_in);
+    }
+    if (node->n_outputs < min_out || node->n_outputs > max_out) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "%s: %d outputs, expected %d to %d",
+                            node->op_type, node->n_outputs, min_out,
+                            max_out);
+    }
+    for (int i = 0; i < min_in; i++) {
+        if (node->inputs[i] < 0) {
+            return bms_diag_set(diag, BMS_ERR_INVALID,
+                                "%s: input %d is required", node->op_type,
+                                i);
+        }
+    }
+    for (int j = 0; j < min_out; j++) {
+        if (node->outputs[j] < 0) {
+            return bms_diag_set(diag, BMS_ERR_INVALID,
+                                "%s: output %d is required", node->op_type,
+                                j);
+        }
+    }
+    return BMS_OK;
+}
+
+
+enum bms_status bms__math_bad_dtype(const struct bms__node *node,
+                                    enum bms_dtype dtype,
+                                    struct bms_diag *diag)
+{
+    const char *name = bms_dtype_v2_name(dtype);
+
+    if (dtype == BMS_DTYPE_STRING) {
+        name = "BYTES";
+    } else if (name[0] == '\0') {
+        name = "UNDEFINED";
+    }
+    return bms_diag_set(diag, BMS_ERR_UNSUPPORTED,
+                        "%s: datatype %s not supported", node->op_type,
+                        name);
+}
+
+
+void bms__math_dims_text(const int64_t *dims, int n_dims, char *buf)
+{
+    size_t len = 0;
+
+    buf[len++] = '[';
+    for (int i = 0; i < n_dims && i < BMS_MAX_DIMS; i++) {
+        int n = snprintf(buf + len, BMS__DIMS_TEXT_SIZE - len, "%s%lld",
+                         i > 0 ? "," : "", (long long)dims[i]);
+
+        if (n < 0 || (size_t)n >= BMS__DIMS_TEXT_SIZE - len) {
+            break;
+        }
+        len += (size_t)n;
+    }
+    buf[len++] = ']';
+    buf[len] = '\0';
+}
+
+
+enum bms_status bms__math_axis(const struct bms__node *node, int64_t axis,
+                               int rank, int allow_end, int *out,
+                               struct bms_diag *diag)
+{
+    int64_t hi = allow_end ? rank : rank - 1;
+
+    if (axis < -(int64_t)rank || axis > hi) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "%s: axis %lld out of range for rank %d",
+                            node->op_type, (long long)axis, rank);
+    }
+    *out = (int)(axis < 0 ? axis + rank : axis);
+    return BMS_OK;
+}
+
+
+int64_t bms__math_span(const int64_t *dims, int from, int to)
+{
+    int64_t n = 1;
+
+    for (int i = from; i < to; i++) {
+        if (dims[i] < 0) {
+            return -1;
+        }
+        n *= dims[i];
+    }
+    return n;
+}
+
+
+int bms__math_broadcast_dim(int64_t a, int64_t b, int64_t *out)
+{
+    if (a == b || b == 1) {
+        *out = a;
+    } else if (a == 1) {
+        *out = b;
+    } else if (a < 0 || b < 0) {
+        *out = a < 0 ? b : a;
+    } else {
+        return 0;
+    }
+    return 1;
+}

@@ -29,9 +29,9 @@ stage() {
     echo "== $name: $*"
     "$@" > "$log" 2>&1
     local rc=$?
-    grep -E '^(FAIL|ERROR)|^[a-z-]+: [0-9]+ passed' "$log" | tail -n 40
+    grep -E '^(FAIL|ERROR)|^[a-z0-9-]+: [0-9]+ passed' "$log" | tail -n 40
     local line
-    line=$(grep -E '^[a-z-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    line=$(grep -E '^[a-z0-9-]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
     if [ -z "$line" ]; then
         echo "$name: no summary (exit $rc); last lines of $log:"
         tail -n 20 "$log"

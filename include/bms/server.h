@@ -9,6 +9,9 @@
 #include "bms/repo.h"
 #include "bms/store.h"
 
+/* The bms release, as `GET /v2` and `bms version` report it. */
+#define BMS_VERSION "0.1.0"
+
 struct bms_server_config {
     const char *address;     /* IPv4 address to bind; NULL: 127.0.0.1 */
     int port;                /* 0 picks a free port */
@@ -20,14 +23,25 @@ struct bms_server_config {
 
 struct bms_server;
 
+/*
+ * Bind config->address:port and start serving on a pool of threads.  The
+ * repository and store are borrowed.  Fails with BMS_ERR_INVALID for a bad
+ * address, port or thread count, BMS_ERR_IO when the socket cannot be
+ * bound (the port in use), BMS_ERR_NOMEM.  *out is written on success.
+ */
 enum bms_status bms_server_start(const struct bms_server_config *config,
                                  struct bms_server **out,
                                  struct bms_diag *diag);
 
-/* The port actually bound. */
+/* The port actually bound (the free one chosen when config->port was 0). */
 int bms_server_port(const struct bms_server *server);
 
-/* Stop accepting, finish the requests in flight, free.  Accepts NULL. */
+/*
+ * Stop accepting, finish the requests in flight (for at most a few
+ * seconds; requests that arrive meanwhile on open connections get 503),
+ * free.  Every request record is queued to the store before it returns.
+ * Accepts NULL.
+ */
 void bms_server_stop(struct bms_server *server);
 
 #endif

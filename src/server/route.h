@@ -1,0 +1,95 @@
+/*
+ * The HTTP layer's pure parts, kept apart from libmicrohttpd so that they
+ * can be tested without a socket: strict parsing of request paths, the
+ * endpoint handlers that turn a route and a body into a status and a JSON
+ * reply, the mapping of bms statuses to HTTP, request ids and logfmt
+ * escaping.
+ *
+ * A parsed route only ever holds a model name made of [A-Za-z0-9_.-] and a
+ * positive version, so nothing from the path reaches a message, a log line
+ * or the store unchecked.
+ */
+#ifndef BMS_SERVER_ROUTE_H
+#define BMS_SERVER_ROUTE_H
+
+#include "bms/base.h"
+#include "bms/repo.h"
+
+#define BMS__MODEL_NAME_MAX 127    /* characters, fits the store's field */
+#define BMS__REQUEST_ID_LEN 16     /* hex digits */
+
+enum bms__route_kind {
+    BMS__ROUTE_LIVE = 1,       /* GET /v2/health/live */
+    BMS__ROUTE_READY,          /* GET /v2/health/ready */
+    BMS__ROUTE_SERVER,         /* GET /v2 */
+    BMS__ROUTE_MODEL,          /* GET /v2/models/{name}[/versions/{v}] */
+    BMS__ROUTE_MODEL_READY,    /* GET .../ready */
+    BMS__ROUTE_INFER           /* POST .../infer */
+};
+
+struct bms__route {
+    enum bms__route_kind kind;
+    char model[BMS__MODEL_NAME_MAX + 1];  /* "" for the server routes */
+    int64_t version;                      /* 0 when the path gives none */
+};
+
+/*
+ * Parse a request path (without the query string) into *out.  Returns
+ * BMS_ERR_NOT_FOUND for a path bms does not serve, BMS_ERR_INVALID with a
+ * message for a known path whose model name or version is malformed (a
+ * name of 1 to 127 characters from [A-Za-z0-9_.-]; a version of decimal
+ * digits, positive, without leading zeros).  *out is written only on
+ * success.  Thread-safe.
+ */
+enum bms_status bms__route_parse(const char *path, struct bms__route *out,
+                                 struct bms_diag *diag);
+
+/* The one method a route answers: "GET" or "POST". */
+const char *bms__route_method(enum bms__route_kind kind);
+
+/* The HTTP status for a failed bms status (BMS_OK gives 200). */
+int bms__http_status(enum bms_status rc);
+
+/*
+ * Write a new request id into out: 16 lowercase hex digits and a NUL, so
+ * size must be at least 17.  Ids are unique within a process (a bijective
+ * mix of an atomic counter and the start time) and unlikely to repeat
+ * across restarts.  Thread-safe.
+ */
+void bms__request_id(char *out, size_t size);
+
+/*
+ * Copy the string s into out (size bytes, at least 1) as the inside of a
+ * logfmt quoted value: quotes and backslashes escaped, control and
+ * non-ASCII bytes as \xHH, cut short to fit.
+ */
+void bms__logfmt_escape(char *out, size_t size, const char *s);
+
+/* What a handler answers. */
+struct bms__reply {
+    int http_status;
+    struct bms_buf body;       /* JSON; the caller frees it */
+    const char *allow;         /* the Allow header of a 405, else NULL */
+    int64_t version;           /* the version that answered, 0 if none */
+    char error[256];           /* the error message, "" on success */
+};
+
+/*
+ * Answer one request: route (parsed), its method and body.  Writes the
+ * status, body, Allow header, resolved version and error message into
+ * *reply, which the caller zero-initialises and later releases with
+ * bms_buf_fini(&reply->body).  Always produces a reply: when memory runs
+ * out the body is a fixed 500 message.  Thread-safe as long as repo is.
+ */
+void bms__handle(struct bms_repo *repo, const struct bms__route *route,
+                 const char *method, const char *body, size_t body_len,
+                 struct bms__reply *reply);
+
+/*
+ * Answer with an error: status and {"error": msg}, msg also copied into
+ * reply->error.
+ */
+void bms__reply_error(struct bms__reply *reply, int http_status,
+                      const char *msg);
+
+#endif

@@ -1,0 +1,567 @@
+/*
+ * The executor.  A session walks the model's sorted nodes: for each it
+ * infers the output shapes from the actual inputs, takes the outputs'
+ * memory from the session's arena and runs the kernel.
+ *
+ * Operators that only relabel the dims (Reshape, Flatten, Squeeze,
+ * Unsqueeze, Identity, Dropout) get no memory of their own: their output
+ * shares the input's bytes.  No kernel writes its inputs, so a value never
+ * changes once produced and sharing is safe.
+ *
+ * A value's memory goes back to a free list after its last consumer has
+ * run (graph outputs are kept), and later outputs take the smallest free
+ * block that fits before the arena grows, so a session needs about the
+ * largest working set, not the sum of all activations.
+ *
+ * The arena is one block reset at the start of every run.  When a run
+ * needs more than the block holds, the rest comes from extra blocks, and
+ * the next run replaces all of them by one block of the total, so a warm
+ * session allocates nothing per run.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/model.h"
+
+#define ALIGN 64
+
+/* Most outputs one node may have; ONNX operators have a handful. */
+#define BMS__MAX_OUTPUTS 64
+
+struct extra_block {
+    struct extra_block *next;
+    char pad[ALIGN - sizeof(void *)];
+};
+
+struct arena {
+    char *base;
+    size_t size;                 /* bytes in base */
+    size_t used;                 /* bytes handed out from base */
+    size_t extra;                /* bytes handed out from extra blocks */
+    struct extra_block *blocks;
+};
+
+/* A block of arena memory whose value is dead, ready for another. */
+struct free_block {
+    void *data;
+    size_t size;                 /* bytes */
+};
+
+struct bms_session {
+    const struct bms_model *model;
+    struct bms__ctx ctx;
+    unsigned char *is_view;      /* per node: output 0 shares input 0 */
+    struct bms_tensor *vals;     /* per value: its tensor in this run */
+    const struct bms_tensor **in;
+    struct bms_tensor *out;
+    struct arena arena;
+    /* Values whose memory is free once node i has run: release_vals
+     * [release_first[i] .. release_first[i + 1]). */
+    int *release_first;
+    int *release_vals;
+    size_t *block_size;          /* per value: bytes of its arena block */
+    unsigned char *owned;        /* per value: holds a block this run */
+    struct free_block *free_list;
+    int n_free;
+};
+
+
+static const char *const view_ops[] = {
+    "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Dropout",
+};
+
+
+static int is_view_op(const char *op_type)
+{
+    for (size_t i = 0; i < sizeof(view_ops) / sizeof(view_ops[0]); i++) {
+        if (strcmp(op_type, view_ops[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+static void *arena_alloc(struct arena *a, size_t size)
+{
+    struct extra_block *b;
+
+    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (size == 0) {
+        size = ALIGN;
+    }
+    if (a->base != NULL && size <= a->size - a->used) {
+        void *p = a->base + a->used;
+
+        a->used += size;
+        return p;
+    }
+    if (size > SIZE_MAX - 2 * sizeof(*b)) {
+        return NULL;
+    }
+    b = aligned_alloc(ALIGN, sizeof(*b) + size);
+    if (b == NULL) {
+        return NULL;
+    }
+    b->next = a->blocks;
+    a->blocks = b;
+    a->extra += size;
+    return b + 1;
+}
+
+
+static void free_blocks(struct arena *a)
+{
+    while (a->blocks != NULL) {
+        struct extra_block *next = a->blocks->next;
+
+        free(a->blocks);
+        a->blocks = next;
+    }
+}
+
+
+/* Start a run: forget what was handed out; if the last run overflowed,
+ * grow the main block to what it needed in all.  A failed grow keeps the
+ * old block, and extra blocks cover the run. */
+static void arena_reset(struct arena *a)
+{
+    size_t need = a->used + a->extra;
+
+    if (a->blocks != NULL) {
+        char *base = aligned_alloc(ALIGN, need);
+
+        free_blocks(a);
+        if (base != NULL) {
+            free(a->base);
+            a->base = base;
+            a->size = need;
+        }
+    }
+    a->used = 0;
+    a->extra = 0;
+}
+
+
+static void arena_fini(struct arena *a)
+{
+    free_blocks(a);
+    free(a->base);
+    memset(a, 0, sizeof(*a));
+}
+
+
+static void *take_block(struct bms_session *s, size_t size, size_t *got)
+{
+    int best = -1;
+
+    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    size = size > 0 ? size : ALIGN;
+    for (int i = 0; i < s->n_free; i++) {
+        if (s->free_list[i].size >= size &&
+            (best < 0 || s->free_list[i].size < s->free_list[best].size)) {
+            best = i;
+        }
+    }
+    if (best >= 0) {
+        void *p = s->free_list[best].data;
+
+        *got = s->free_list[best].size;
+        s->free_list[best] = s->free_list[--s->n_free];
+        return p;
+    }
+    *got = size;
+    return arena_alloc(&s->arena, size);
+}
+
+
+static void give_block(struct bms_session *s, void *data, size_t size)
+{
+    s->free_list[s->n_free].data = data;
+    s->free_list[s->n_free].size = size;
+    s->n_free++;
+}
+
+
+/* Where each value's memory can be released: after the last node that
+ * reads it or any view of it.  On return at[v] is that node for a value
+ * that owns a block, -1 for the others (views, graph outputs, inputs,
+ * initializers). */
+static void find_last_uses(const struct bms_session *s, int *root, int *at,
+                           unsigned char *keep)
+{
+    const struct bms_model *m = s->model;
+
+    for (int v = 0; v < m->n_values; v++) {
+        root[v] = v;
+        at[v] = m->values[v].kind == BMS__VALUE_NODE ? m->values[v].index
+                                                     : -1;
+    }
+    for (int j = 0; j < m->n_outputs; j++) {
+        keep[m->output_values[j]] = 1;
+    }
+    for (int i = 0; i < m->n_nodes; i++) {
+        const struct bms__node *node = &m->nodes[i];
+
+        for (int k = 0; k < node->n_inputs; k++) {
+            if (node->inputs[k] >= 0 && at[node->inputs[k]] < i) {
+                at[node->inputs[k]] = i;
+            }
+        }
+        if (s->is_view[i] && node->n_inputs > 0 && node->inputs[0] >= 0 &&
+            node->n_outputs > 0 && node->outputs[0] >= 0) {
+            root[node->outputs[0]] = root[node->inputs[0]];
+        }
+    }
+    /* A block lives as long as the longest-lived view of it. */
+    for (int v = 0; v < m->n_values; v++) {
+        int r = root[v];
+
+        keep[r] = (unsigned char)(keep[r] | keep[v]);
+        at[r] = at[v] > at[r] ? at[v] : at[r];
+    }
+    for (int v = 0; v < m->n_values; v++) {
+        if (root[v] != v || keep[v] ||
+            m->values[v].kind != BMS__VALUE_NODE) {
+            at[v] = -1;
+        }
+    }
+}
+
+
+/* Every block a run takes from the arena can end in the free list: one
+ * per value and one per absent output at most. */
+static size_t free_list_cap(const struct bms_model *m)
+{
+    size_t n = (size_t)m->n_values + 1;
+
+    for (int i = 0; i < m->n_nodes; i++) {
+        for (int j = 0; j < m->nodes[i].n_outputs; j++) {
+            n += m->nodes[i].outputs[j] < 0;
+        }
+    }
+    return n;
+}
+
+
+/* Build the per-node release lists (CSR) from find_last_uses. */
+static enum bms_status plan_release(struct bms_session *s)
+{
+    const struct bms_model *m = s->model;
+    size_t n_v = (size_t)m->n_values + 1;
+    size_t n_n = (size_t)m->n_nodes + 1;
+    int *root = malloc(n_v * sizeof(int));
+    int *at = malloc(n_v * sizeof(int));
+    int *cursor = malloc(n_n * sizeof(int));
+    unsigned char *keep = calloc(n_v, 1);
+    enum bms_status rc = BMS_ERR_NOMEM;
+
+    s->release_first = calloc(n_n + 1, sizeof(int));
+    s->release_vals = malloc(n_v * sizeof(int));
+    if (root == NULL || at == NULL || cursor == NULL || keep == NULL ||
+        s->release_first == NULL || s->release_vals == NULL) {
+        goto out;
+    }
+    find_last_uses(s, root, at, keep);
+    for (int v = 0; v < m->n_values; v++) {
+        if (at[v] >= 0) {
+            s->release_first[at[v] + 1]++;
+        }
+    }
+    for (int i = 0; i < m->n_nodes; i++) {
+        s->release_first[i + 1] += s->release_first[i];
+        cursor[i] = s->release_first[i];
+    }
+    for (int v = 0; v < m->n_values; v++) {
+        if (at[v] >= 0) {
+            s->release_vals[cursor[at[v]]++] = v;
+        }
+    }
+    rc = BMS_OK;
+out:
+    free(keep);
+    free(cursor);
+    free(at);
+    free(root);
+    return rc;
+}
+
+
+enum bms_status bms_session_create(const struct bms_model *model,
+                                   struct bms_session **out,
+                                   struct bms_diag *diag)
+{
+    struct bms_session *s = calloc(1, sizeof(*s));
+
+    if (s == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    s->model = model;
+    s->ctx.n_threads = bms__engine_threads();
+    s->vals = calloc((size_t)model->n_values + 1, sizeof(*s->vals));
+    s->in = calloc((size_t)model->max_node_inputs + 1, sizeof(*s->in));
+    s->out = calloc((size_t)model->max_node_outputs + 1, sizeof(*s->out));
+    s->is_view = calloc((size_t)model->n_nodes + 1, 1);
+    s->block_size = calloc((size_t)model->n_values + 1, sizeof(size_t));
+    s->owned = calloc((size_t)model->n_values + 1, 1);
+    s->free_list = calloc(free_list_cap(model), sizeof(*s->free_list));
+    if (s->vals == NULL || s->in == NULL || s->out == NULL ||
+        s->is_view == NULL || s->block_size == NULL || s->owned == NULL ||
+        s->free_list == NULL) {
+        bms_session_destroy(s);
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    for (int i = 0; i < model->n_nodes; i++) {
+        s->is_view[i] = (unsigned char)is_view_op(model->nodes[i].op_type);
+    }
+    if (plan_release(s) != BMS_OK) {
+        bms_session_destroy(s);
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    for (int v = 0; v < model->n_values; v++) {
+        if (model->values[v].kind == BMS__VALUE_CONST) {
+            s->vals[v] = model->values[v].t;
+        }
+    }
+    *out = s;
+    return BMS_OK;
+}
+
+
+void bms_session_destroy(struct bms_session *session)
+{
+    if (session == NULL) {
+        return;
+    }
+    arena_fini(&session->arena);
+    bms__ctx_fini(&session->ctx);
+    free(session->out);
+    free(session->in);
+    free(session->vals);
+    free(session->is_view);
+    free(session->release_first);
+    free(session->release_vals);
+    free(session->block_size);
+    free(session->owned);
+    free(session->free_list);
+    free(session);
+}
+
+
+static enum bms_status check_input(const struct bms_value_info *info,
+                                   const struct bms_tensor *t,
+                                   struct bms_diag *diag)
+{
+    if (t->dtype != info->dtype) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "input '%s': datatype %s, the model takes %s",
+                            info->name, bms_dtype_v2_name(t->dtype),
+                            bms_dtype_v2_name(info->dtype));
+    }
+    if (t->n_dims < 0 || t->n_dims > BMS_MAX_DIMS ||
+        (info->n_dims >= 0 && t->n_dims != info->n_dims)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "input '%s': %d dims, the model takes %d",
+                            info->name, t->n_dims, info->n_dims);
+    }
+    for (int d = 0; d < t->n_dims; d++) {
+        int64_t want = info->n_dims >= 0 ? info->dims[d] : -1;
+
+        if (t->dims[d] < 0 || (want >= 0 && t->dims[d] != want)) {
+            return bms_diag_set(diag, BMS_ERR_INVALID,
+                                "input '%s': dims[%d] is %lld, the model "
+                                "takes %lld", info->name, d,
+                                (long long)t->dims[d], (long long)want);
+        }
+    }
+    if (!bms__dims_valid(t)) {
+        return bms_diag_set(diag, BMS_ERR_LIMIT,
+                            "input '%s': more than 2^40 elements",
+                            info->name);
+    }
+    if (t->data == NULL && bms_tensor_numel(t) > 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "input '%s': no data",
+                            info->name);
+    }
+    return BMS_OK;
+}
+
+
+/* Give back the blocks of the values node i was the last to read. */
+static void release_after(struct bms_session *s, int i)
+{
+    for (int e = s->release_first[i]; e < s->release_first[i + 1]; e++) {
+        int v = s->release_vals[e];
+
+        if (s->owned[v]) {
+            give_block(s, s->vals[v].data, s->block_size[v]);
+            s->owned[v] = 0;
+        }
+    }
+}
+
+
+/* Memory for the node's outputs, after infer set their shapes.  Absent
+ * outputs get memory too, so no kernel has to check; a view's output is
+ * its input's bytes (the kernel's copy finds both equal and skips). */
+static enum bms_status take_outputs(struct bms_session *s,
+                                    const struct bms__node *node, int view,
+                                    size_t *sizes, struct bms_diag *diag)
+{
+    for (int j = 0; j < node->n_outputs; j++) {
+        if (!bms__dims_valid(&s->out[j])) {
+            return bms_diag_set(diag, BMS_ERR_LIMIT,
+                                "output %d: more than 2^40 elements", j);
+        }
+        if (j == 0 && view) {
+            s->out[0].data = s->in[0]->data;
+            continue;
+        }
+        s->out[j].data = take_block(s, bms_tensor_size(&s->out[j]),
+                                    &sizes[j]);
+        if (s->out[j].data == NULL) {
+            return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+        }
+    }
+    return BMS_OK;
+}
+
+
+/* Record the outputs as values; an absent output's block goes straight
+ * back to the free list. */
+static void keep_outputs(struct bms_session *s, const struct bms__node *node,
+                         int view, const size_t *sizes)
+{
+    for (int j = 0; j < node->n_outputs; j++) {
+        int v = node->outputs[j];
+        int own = !(j == 0 && view);
+
+        if (v >= 0) {
+            s->vals[v] = s->out[j];
+            s->block_size[v] = sizes[j];
+            s->owned[v] = (unsigned char)own;
+        } else if (own) {
+            give_block(s, s->out[j].data, sizes[j]);
+        }
+    }
+}
+
+
+static enum bms_status run_node(struct bms_session *s,
+                                const struct bms__node *node,
+                                struct bms_diag *diag)
+{
+    int i = (int)(node - s->model->nodes);
+    size_t sizes[BMS__MAX_OUTPUTS] = {0};
+    enum bms_status rc;
+    int view;
+
+    if (node->n_outputs > BMS__MAX_OUTPUTS) {
+        return bms_diag_set(diag, BMS_ERR_UNSUPPORTED, "more than %d outputs",
+                            BMS__MAX_OUTPUTS);
+    }
+    for (int k = 0; k < node->n_inputs; k++) {
+        int v = node->inputs[k];
+
+        s->in[k] = v >= 0 ? &s->vals[v] : NULL;
+    }
+    view = s->is_view[i] && node->n_inputs > 0 && s->in[0] != NULL &&
+           s->in[0]->data != NULL;
+    memset(s->out, 0, (size_t)node->n_outputs * sizeof(*s->out));
+    rc = node->op->infer(node, s->in, s->out, diag);
+    if (rc == BMS_OK) {
+        rc = take_outputs(s, node, view, sizes, diag);
+    }
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    rc = node->op->run(node, s->in, s->out, &s->ctx);
+    if (rc != BMS_OK) {
+        return bms_diag_set(diag, rc, "run failed: %s", bms_status_name(rc));
+    }
+    keep_outputs(s, node, view, sizes);
+    release_after(s, i);
+    return BMS_OK;
+}
+
+
+/* Whether p points into one of the caller's inputs. */
+static int in_caller_input(const struct bms_session *s, const void *p)
+{
+    const struct bms_model *m = s->model;
+    const char *c = p;
+
+    for (int i = 0; i < m->n_inputs; i++) {
+        const struct bms_tensor *t = &s->vals[m->input_values[i]];
+        const char *base = t->data;
+
+        if (base != NULL && c >= base && c < base + bms_tensor_size(t)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/* A graph output whose bytes are a graph input's (directly or through
+ * views) is copied: the caller's input data is borrowed only for the
+ * call. */
+static enum bms_status collect_outputs(struct bms_session *s,
+                                       struct bms_tensor *outputs,
+                                       struct bms_diag *diag)
+{
+    const struct bms_model *m = s->model;
+
+    for (int j = 0; j < m->n_outputs; j++) {
+        int v = m->output_values[j];
+        size_t size = bms_tensor_size(&s->vals[v]);
+
+        outputs[j] = s->vals[v];
+        if (size == 0 || !in_caller_input(s, s->vals[v].data)) {
+            continue;
+        }
+        outputs[j].data = arena_alloc(&s->arena, size);
+        if (outputs[j].data == NULL) {
+            return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+        }
+        if (size > 0) {
+            memcpy(outputs[j].data, s->vals[v].data, size);
+        }
+    }
+    return BMS_OK;
+}
+
+
+enum bms_status bms_session_run(struct bms_session *session,
+                                const struct bms_tensor *inputs,
+                                struct bms_tensor *outputs,
+                                struct bms_diag *diag)
+{
+    const struct bms_model *m = session->model;
+    char label[160];
+    enum bms_status rc;
+
+    for (int i = 0; i < m->n_inputs; i++) {
+        rc = check_input(&m->inputs[i], &inputs[i], diag);
+        if (rc != BMS_OK) {
+            return rc;
+        }
+    }
+    arena_reset(&session->arena);
+    session->n_free = 0;
+    memset(session->owned, 0, (size_t)m->n_values);
+    for (int i = 0; i < m->n_inputs; i++) {
+        session->vals[m->input_values[i]] = inputs[i];
+    }
+    for (int i = 0; i < m->n_nodes; i++) {
+        const struct bms__node *node = &m->nodes[i];
+
+        rc = run_node(session, node, diag);
+        if (rc != BMS_OK) {
+            bms_diag_prefix(diag, "%s",
+                            bms__node_label(m, node, label, sizeof(label)));
+            return rc;
+        }
+    }
+    return collect_outputs(session, outputs, diag);
+}

@@ -16,7 +16,7 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 CFLAGS  += -std=c11 $(OPT) -g $(WARN) -D_DEFAULT_SOURCE \
            -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BUILD)/gen \
            $(shell pkg-config --cflags $(PKGS)) -MMD -MP -pthread
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldnnl -lm -pthread
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -ldnnl -lgomp -lm -pthread
 
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer \

@@ -6,14 +6,10 @@
  * idle machine but ruin small products on a busy one (every barrier waits
  * for a descheduled thread), and the server already runs one session per
  * worker.  So products below PARALLEL_MIN_MACS run on the calling thread
- * alone and larger ones on up to the session's n_threads.  The setting is
- * reached through the OpenMP runtime oneDNN loaded, looked up by name
- * (the build links oneDNN, not OpenMP); without one it is left alone.
+ * alone and larger ones on up to the session's n_threads, set through the
+ * OpenMP runtime that oneDNN itself uses.
  */
-#define _GNU_SOURCE              /* RTLD_DEFAULT */
-#include <dlfcn.h>
-#include <pthread.h>
-#include <string.h>
+#include <omp.h>
 
 #include <oneapi/dnnl/dnnl.h>
 
@@ -22,25 +18,14 @@
 /* Multiply-adds below which a product is not worth a thread team. */
 #define PARALLEL_MIN_MACS ((int64_t)1 << 22)
 
-static void (*set_num_threads)(int n);
-static pthread_once_t runtime_once = PTHREAD_ONCE_INIT;
 static _Thread_local int thread_setting;     /* 0: not set yet */
 
 
-static void find_runtime(void)
-{
-    void *sym = dlsym(RTLD_DEFAULT, "omp_set_num_threads");
-
-    /* POSIX: a function's address may pass through void *. */
-    memcpy(&set_num_threads, &sym, sizeof(sym));
-}
-
-
+/* OpenMP's setting is per thread; only change it when it differs. */
 static void use_threads(int n)
 {
-    pthread_once(&runtime_once, find_runtime);
-    if (set_num_threads != NULL && thread_setting != n) {
-        set_num_threads(n);
+    if (thread_setting != n) {
+        omp_set_num_threads(n);
         thread_setting = n;
     }
 }

@@ -44,6 +44,24 @@ struct bms__attr {
     struct bms_tensor *t;        /* TENSOR, data owned by the graph */
 };
 
+/* An activation folded into the node that produces its input, applied by
+ * that node's kernel on the way out (set by the optimiser, see
+ * optimize.c; a kernel that cannot apply one must refuse it in prepare). */
+enum bms__act {
+    BMS__ACT_NONE = 0,
+    BMS__ACT_RELU,
+    BMS__ACT_LEAKY_RELU,         /* alpha */
+    BMS__ACT_CLIP,               /* alpha = min, beta = max */
+    BMS__ACT_SIGMOID,
+    BMS__ACT_TANH
+};
+
+struct bms__fused {
+    enum bms__act act;
+    float alpha;
+    float beta;
+};
+
 struct bms__node {
     const char *name;
     const char *op_type;
@@ -56,6 +74,7 @@ struct bms__node {
     struct bms__attr *attrs;
     void *params;                /* made by prepare, freed with free() */
     int64_t opset;               /* the default-domain opset of the model */
+    struct bms__fused fused;     /* BMS__ACT_NONE unless the optimiser set */
 };
 
 /* Per-session execution context handed to every kernel. */

@@ -13,18 +13,23 @@ WEAK int bms_test_base(int *n_tests);
 WEAK int bms_test_engine(int *n_tests);
 WEAK int bms_test_ops_core(int *n_tests);
 WEAK int bms_test_ops_math(int *n_tests);
+WEAK int bms_test_ops_more(int *n_tests);
 WEAK int bms_test_manifest(int *n_tests);
 WEAK int bms_test_repo(int *n_tests);
 WEAK int bms_test_store(int *n_tests);
 WEAK int bms_test_v2(int *n_tests);
 WEAK int bms_test_server(int *n_tests);
+WEAK int bms_test_optimize(int *n_tests);
+WEAK int bms_test_fuzz_regress(int *n_tests);
 
 int main(void)
 {
     int (*const groups[])(int *) = {
         bms_test_base, bms_test_engine, bms_test_ops_core,
-        bms_test_ops_math, bms_test_manifest, bms_test_repo,
-        bms_test_store, bms_test_v2, bms_test_server,
+        bms_test_ops_math, bms_test_ops_more, bms_test_manifest,
+        bms_test_repo, bms_test_store, bms_test_v2, bms_test_server,
+        bms_test_optimize,
+        bms_test_fuzz_regress,
     };
     int n_passed = 0;
     int n_failed = 0;

@@ -20,10 +20,13 @@ int bms_test_base(int *n_tests);
 int bms_test_engine(int *n_tests);
 int bms_test_ops_core(int *n_tests);
 int bms_test_ops_math(int *n_tests);
+int bms_test_ops_more(int *n_tests);
 int bms_test_manifest(int *n_tests);
 int bms_test_repo(int *n_tests);
 int bms_test_store(int *n_tests);
 int bms_test_v2(int *n_tests);
 int bms_test_server(int *n_tests);
+int bms_test_optimize(int *n_tests);
+int bms_test_fuzz_regress(int *n_tests);
 
 #endif

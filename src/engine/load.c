@@ -6,18 +6,24 @@
  * Order of checks: the operators first (an unsupported model says so
  * before anything else), then the values (each name has one source), the
  * edges (every input name is produced), the topological order, each
- * operator's prepare, and finally load-time shape inference.  Any failure
- * frees everything built so far.
+ * operator's prepare, the graph optimisations (optimize.c) and finally
+ * load-time shape inference.  Any failure frees everything built so far.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/model.h"
+#include "engine/optimize.h"
 #include "onnx.pb-c.h"
 
 /* Largest model file bms reads: protobuf itself stops at 2 GiB. */
 #define MAX_FILE_SIZE ((size_t)2 << 30)
+
+/* Deepest nesting of messages handed to protobuf-c, which recurses once
+ * per level with no limit of its own: a 60 KB file of nested subgraph
+ * attributes overflows the stack.  ONNX's own parser stops at 100 too. */
+#define MAX_NESTING 100
 
 /* Name -> value index, open addressing; capacity is a power of two. */
 struct name_map {
@@ -508,6 +514,12 @@ static enum bms_status copy_node(struct loader *ld, size_t i,
     } else {
         snprintf(label, sizeof(label), "node %zu (%s)", i, node->op_type);
     }
+    /* Every ONNX operator has at least one output, and kernels write
+     * output 0 without asking. */
+    if (node->n_outputs == 0) {
+        return bms_diag_set(ld->diag, BMS_ERR_INVALID, "%s: no outputs",
+                            label);
+    }
     for (int k = 0; k < node->n_attrs; k++) {
         rc = copy_attr(ld, np->attribute[k], label, &node->attrs[k]);
         if (rc != BMS_OK) {
@@ -811,9 +823,84 @@ static enum bms_status build_model(struct loader *ld,
         rc = prepare_nodes(ld->m, ld->diag);
     }
     if (rc == BMS_OK) {
+        rc = bms__model_optimize(ld->m, ld->diag);
+    }
+    if (rc == BMS_OK) {
         rc = bms__model_infer_shapes(ld->m, ld->diag);
     }
     return rc;
+}
+
+
+/* A protobuf varint at *p, advancing *p; 0 when it runs past end. */
+static int read_varint(const uint8_t **p, const uint8_t *end,
+                       uint64_t *out)
+{
+    uint64_t v = 0;
+
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) {
+            *out = v;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/* Whether the message of type desc in [p, end) nests sub-messages at
+ * most MAX_NESTING - depth levels deep.  The walk follows the schema, so
+ * bytes and strings are skipped whole.  Malformed wire data passes:
+ * unpacking refuses it without recursing into it. */
+static int nesting_ok(const uint8_t *p, const uint8_t *end,
+                      const ProtobufCMessageDescriptor *desc, int depth)
+{
+    if (depth > MAX_NESTING) {
+        return 0;
+    }
+    while (p < end) {
+        const ProtobufCFieldDescriptor *f;
+        uint64_t tag;
+        uint64_t n;
+
+        if (!read_varint(&p, end, &tag)) {
+            return 1;
+        }
+        switch (tag & 7) {
+        case 0:                  /* varint */
+            if (!read_varint(&p, end, &n)) {
+                return 1;
+            }
+            continue;
+        case 1:                  /* fixed64 */
+            n = 8;
+            break;
+        case 5:                  /* fixed32 */
+            n = 4;
+            break;
+        case 2:                  /* length-delimited */
+            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p)) {
+                return 1;
+            }
+            f = protobuf_c_message_descriptor_get_field(
+                desc, (unsigned)(tag >> 3 & 0x1fffffff));
+            if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                !nesting_ok(p, p + n, f->descriptor, depth + 1)) {
+                return 0;
+            }
+            break;
+        default:                 /* groups: protobuf-c refuses them */
+            return 1;
+        }
+        if (n > (uint64_t)(end - p)) {
+            return 1;
+        }
+        p += n;
+    }
+    return 1;
 }
 
 
@@ -827,6 +914,12 @@ enum bms_status bms_model_load_memory(const void *data, size_t size,
 
     if (data == NULL || size == 0) {
         return bms_diag_set(diag, BMS_ERR_INVALID, "empty model");
+    }
+    if (!nesting_ok(data, (const uint8_t *)data + size,
+                    &onnx__model_proto__descriptor, 1)) {
+        return bms_diag_set(diag, BMS_ERR_LIMIT,
+                            "model nests messages more than %d deep",
+                            MAX_NESTING);
     }
     mp = onnx__model_proto__unpack(NULL, size, data);
     if (mp == NULL) {

@@ -38,6 +38,11 @@ void *bms__pool_alloc(struct bms__pool *pool, size_t size);
 /* A NUL-terminated copy of s (NULL becomes ""); NULL on no memory. */
 char *bms__pool_strdup(struct bms__pool *pool, const char *s);
 
+/* Free one allocation p (from bms__pool_alloc on this pool) before the
+ * rest; NULL or a pointer the pool does not hold is ignored.  Walks the
+ * pool's list, so it suits load-time clean-up, not hot paths. */
+void bms__pool_free(struct bms__pool *pool, void *p);
+
 /* Free every allocation; the pool may be used again afterwards. */
 void bms__pool_fini(struct bms__pool *pool);
 

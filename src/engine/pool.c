@@ -1,6 +1,7 @@
 /*
  * The model's memory pool: a list of separate aligned allocations, each
- * with a small header in front, all freed at once by bms__pool_fini.
+ * with a small header in front, all freed at once by bms__pool_fini (the
+ * optimiser gives single ones back early with bms__pool_free).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,26 @@ char *bms__pool_strdup(struct bms__pool *pool, const char *s)
         memcpy(copy, s, len);
     }
     return copy;
+}
+
+
+void bms__pool_free(struct bms__pool *pool, void *p)
+{
+    struct bms__pool_block **link = &pool->head;
+
+    if (p == NULL) {
+        return;
+    }
+    while (*link != NULL) {
+        struct bms__pool_block *block = *link;
+
+        if ((void *)(block + 1) == p) {
+            *link = block->next;
+            free(block);
+            return;
+        }
+        link = &block->next;
+    }
 }
 
 

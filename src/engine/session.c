@@ -3,27 +3,40 @@
  * infers the output shapes from the actual inputs, takes the outputs'
  * memory from the session's arena and runs the kernel.
  *
+ * The first run for a signature of input dims takes memory dynamically
+ * (below) and records each output's size; from that record the session
+ * builds a memory plan (plan.c) that places every buffer at a fixed
+ * offset in the arena, and later runs with the same input dims only set
+ * pointers.  The session keeps the plans of the last few signatures.  A
+ * planned run whose sizes differ after all (a shape that depends on data)
+ * takes that buffer from above the plan, and plans again afterwards.
+ *
  * Operators that only relabel the dims (Reshape, Flatten, Squeeze,
  * Unsqueeze, Identity, Dropout) get no memory of their own: their output
  * shares the input's bytes.  No kernel writes its inputs, so a value never
  * changes once produced and sharing is safe.
  *
- * A value's memory goes back to a free list after its last consumer has
- * run (graph outputs are kept), and later outputs take the smallest free
- * block that fits before the arena grows, so a session needs about the
- * largest working set, not the sum of all activations.
+ * In a dynamic run, a value's memory goes back to a free list after its
+ * last consumer has run (graph outputs are kept), and later outputs take
+ * the smallest free block that fits before the arena grows, so a session
+ * needs about the largest working set, not the sum of all activations.
  *
- * The arena is one block reset at the start of every run.  When a run
- * needs more than the block holds, the rest comes from extra blocks, and
- * the next run replaces all of them by one block of the total, so a warm
- * session allocates nothing per run.
+ * The arena is one block reset at the start of every run; a planned run
+ * keeps the plan's bytes at its start and hands out the rest above them.
+ * When a run needs more than the block holds, the rest comes from extra
+ * blocks, and the next run replaces all of them by one block of the total,
+ * so a warm session allocates nothing per run.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/model.h"
+#include "engine/plan.h"
 
 #define ALIGN 64
+
+/* Signatures of input dims whose memory plans a session keeps. */
+#define PLAN_CACHE 4
 
 /* Most outputs one node may have; ONNX operators have a handful. */
 #define BMS__MAX_OUTPUTS 64
@@ -63,6 +76,18 @@ struct bms_session {
     unsigned char *owned;        /* per value: holds a block this run */
     struct free_block *free_list;
     int n_free;
+    /* The memory plans, and what this run records for the next one. */
+    struct bms__plan plans[PLAN_CACHE];
+    struct bms__plan *plan;      /* the one this run follows, or NULL */
+    const struct bms__plan *last_plan;   /* of the last good run */
+    int plan_miss;               /* a buffer did not fit its place */
+    uint64_t plan_clock;
+    int64_t *sig;                /* this run's input dims signature */
+    int sig_len;
+    int *slot_first;             /* per node: its first output slot */
+    int n_slots;
+    size_t *slot_size;           /* per slot: bytes this run needed */
+    unsigned char *slot_view;    /* per slot: shared input 0's bytes */
 };
 
 
@@ -82,14 +107,19 @@ static int is_view_op(const char *op_type)
 }
 
 
+/* Bytes a block of size bytes takes: rounded up to ALIGN, never 0. */
+static size_t block_bytes(size_t size)
+{
+    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    return size > 0 ? size : ALIGN;
+}
+
+
 static void *arena_alloc(struct arena *a, size_t size)
 {
     struct extra_block *b;
 
-    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    if (size == 0) {
-        size = ALIGN;
-    }
+    size = block_bytes(size);
     if (a->base != NULL && size <= a->size - a->used) {
         void *p = a->base + a->used;
 
@@ -121,14 +151,17 @@ static void free_blocks(struct arena *a)
 }
 
 
-/* Start a run: forget what was handed out; if the last run overflowed,
- * grow the main block to what it needed in all.  A failed grow keeps the
- * old block, and extra blocks cover the run. */
-static void arena_reset(struct arena *a)
+/* Start a run whose first reserve bytes (a multiple of ALIGN) are
+ * planned: forget what was handed out; if the last run overflowed or the
+ * plan does not fit, grow the main block to what they need.  A failed
+ * grow keeps the old block, and extra blocks cover the run.  Returns 0
+ * when the reserve could not be had; nothing is reserved then. */
+static int arena_reset(struct arena *a, size_t reserve)
 {
     size_t need = a->used + a->extra;
 
-    if (a->blocks != NULL) {
+    need = need > reserve ? need : reserve;
+    if (a->blocks != NULL || need > a->size) {
         char *base = aligned_alloc(ALIGN, need);
 
         free_blocks(a);
@@ -140,6 +173,11 @@ static void arena_reset(struct arena *a)
     }
     a->used = 0;
     a->extra = 0;
+    if (reserve > a->size) {
+        return 0;
+    }
+    a->used = reserve;
+    return 1;
 }
 
 
@@ -155,8 +193,7 @@ static void *take_block(struct bms_session *s, size_t size, size_t *got)
 {
     int best = -1;
 
-    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    size = size > 0 ? size : ALIGN;
+    size = block_bytes(size);
     for (int i = 0; i < s->n_free; i++) {
         if (s->free_list[i].size >= size &&
             (best < 0 || s->free_list[i].size < s->free_list[best].size)) {
@@ -287,6 +324,31 @@ out:
 }
 
 
+/* Number the node output slots the memory plan places (plan.h). */
+static enum bms_status init_slots(struct bms_session *s)
+{
+    const struct bms_model *m = s->model;
+    size_t n_sig = (size_t)m->n_inputs * (BMS_MAX_DIMS + 1) + 1;
+
+    s->slot_first = malloc(((size_t)m->n_nodes + 1) * sizeof(int));
+    s->sig = malloc(n_sig * sizeof(int64_t));
+    if (s->slot_first == NULL || s->sig == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    for (int i = 0; i < m->n_nodes; i++) {
+        s->slot_first[i] = s->n_slots;
+        s->n_slots += m->nodes[i].n_outputs;
+    }
+    s->slot_first[m->n_nodes] = s->n_slots;
+    s->slot_size = calloc((size_t)s->n_slots + 1, sizeof(size_t));
+    s->slot_view = calloc((size_t)s->n_slots + 1, 1);
+    if (s->slot_size == NULL || s->slot_view == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    return BMS_OK;
+}
+
+
 enum bms_status bms_session_create(const struct bms_model *model,
                                    struct bms_session **out,
                                    struct bms_diag *diag)
@@ -314,7 +376,7 @@ enum bms_status bms_session_create(const struct bms_model *model,
     for (int i = 0; i < model->n_nodes; i++) {
         s->is_view[i] = (unsigned char)is_view_op(model->nodes[i].op_type);
     }
-    if (plan_release(s) != BMS_OK) {
+    if (plan_release(s) != BMS_OK || init_slots(s) != BMS_OK) {
         bms_session_destroy(s);
         return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
@@ -344,6 +406,13 @@ void bms_session_destroy(struct bms_session *session)
     free(session->block_size);
     free(session->owned);
     free(session->free_list);
+    for (int i = 0; i < PLAN_CACHE; i++) {
+        bms__plan_fini(&session->plans[i]);
+    }
+    free(session->sig);
+    free(session->slot_first);
+    free(session->slot_size);
+    free(session->slot_view);
     free(session);
 }
 
@@ -401,24 +470,50 @@ static void release_after(struct bms_session *s, int i)
 }
 
 
-/* Memory for the node's outputs, after infer set their shapes.  Absent
- * outputs get memory too, so no kernel has to check; a view's output is
- * its input's bytes (the kernel's copy finds both equal and skips). */
+/* A planned run's memory for slot: its place in the plan when it fits,
+ * else a block above the plan (and the run plans again). */
+static void *planned_block(struct bms_session *s, int slot, size_t size)
+{
+    const struct bms__plan *p = s->plan;
+
+    if (p->offset[slot] != BMS__PLAN_NONE && p->size[slot] >= size) {
+        return s->arena.base + p->offset[slot];
+    }
+    s->plan_miss = 1;
+    return arena_alloc(&s->arena, size);
+}
+
+
+/* Memory for the node's outputs, after infer set their shapes, and the
+ * record of it for the plan.  Absent outputs get memory too, so no kernel
+ * has to check; a view's output is its input's bytes (the kernel's copy
+ * finds both equal and skips). */
 static enum bms_status take_outputs(struct bms_session *s,
                                     const struct bms__node *node, int view,
                                     size_t *sizes, struct bms_diag *diag)
 {
+    int first = s->slot_first[node - s->model->nodes];
+
     for (int j = 0; j < node->n_outputs; j++) {
+        size_t size;
+
         if (!bms__dims_valid(&s->out[j])) {
             return bms_diag_set(diag, BMS_ERR_LIMIT,
                                 "output %d: more than 2^40 elements", j);
         }
+        size = block_bytes(bms_tensor_size(&s->out[j]));
+        s->slot_view[first + j] = (unsigned char)(j == 0 && view);
+        s->slot_size[first + j] = j == 0 && view ? 0 : size;
         if (j == 0 && view) {
             s->out[0].data = s->in[0]->data;
             continue;
         }
-        s->out[j].data = take_block(s, bms_tensor_size(&s->out[j]),
-                                    &sizes[j]);
+        if (s->plan != NULL) {
+            s->out[j].data = planned_block(s, first + j, size);
+            sizes[j] = 0;
+        } else {
+            s->out[j].data = take_block(s, size, &sizes[j]);
+        }
         if (s->out[j].data == NULL) {
             return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
         }
@@ -427,14 +522,14 @@ static enum bms_status take_outputs(struct bms_session *s,
 }
 
 
-/* Record the outputs as values; an absent output's block goes straight
- * back to the free list. */
+/* Record the outputs as values; in a dynamic run an absent output's
+ * block goes straight back to the free list. */
 static void keep_outputs(struct bms_session *s, const struct bms__node *node,
                          int view, const size_t *sizes)
 {
     for (int j = 0; j < node->n_outputs; j++) {
         int v = node->outputs[j];
-        int own = !(j == 0 && view);
+        int own = !(j == 0 && view) && s->plan == NULL;
 
         if (v >= 0) {
             s->vals[v] = s->out[j];
@@ -532,6 +627,69 @@ static enum bms_status collect_outputs(struct bms_session *s,
 }
 
 
+/* The cached plan for this run's input dims, or NULL. */
+static struct bms__plan *find_plan(struct bms_session *s)
+{
+    for (int i = 0; i < PLAN_CACHE; i++) {
+        if (bms__plan_matches(&s->plans[i], s->sig, s->sig_len)) {
+            s->plans[i].last_used = ++s->plan_clock;
+            return &s->plans[i];
+        }
+    }
+    return NULL;
+}
+
+
+/* Choose how this run takes memory: by the plan for its input dims when
+ * there is one and the arena can hold it, dynamically otherwise. */
+static void start_run(struct bms_session *s, const struct bms_tensor *inputs)
+{
+    s->sig_len = bms__plan_signature(s->model, inputs, s->sig);
+    s->plan = find_plan(s);
+    s->plan_miss = 0;
+    if (!arena_reset(&s->arena, s->plan != NULL ? s->plan->arena_size : 0)) {
+        s->plan = NULL;
+    }
+    s->n_free = 0;
+    memset(s->owned, 0, (size_t)s->model->n_values);
+}
+
+
+/* After a good run without a plan that fitted: plan from what it used,
+ * in place of the plan that missed or the least recently used one.  A
+ * plan that cannot be built (no memory) leaves the next run dynamic. */
+static void finish_run(struct bms_session *s)
+{
+    struct bms__plan_trace trace = {s->n_slots, s->slot_first,
+                                    s->slot_size, s->slot_view};
+    struct bms__plan *p = s->plan;
+
+    if (p != NULL && !s->plan_miss) {
+        s->last_plan = p;
+        return;
+    }
+    for (int i = 0; s->plan == NULL && i < PLAN_CACHE; i++) {
+        if (s->plans[i].offset == NULL) {
+            p = &s->plans[i];
+            break;
+        }
+        if (p == NULL || s->plans[i].last_used < p->last_used) {
+            p = &s->plans[i];
+        }
+    }
+    bms__plan_fini(p);
+    s->last_plan = NULL;
+    if (bms__plan_build(s->model, &trace, s->sig, s->sig_len, p) != BMS_OK) {
+        return;
+    }
+    p->last_used = ++s->plan_clock;
+    s->last_plan = p;
+    bms_log(BMS_LOG_DEBUG, "engine",
+            "msg=\"memory planned\" buffers=%d arena_bytes=%zu "
+            "total_bytes=%zu", p->n_buffers, p->arena_size, p->total_size);
+}
+
+
 enum bms_status bms_session_run(struct bms_session *session,
                                 const struct bms_tensor *inputs,
                                 struct bms_tensor *outputs,
@@ -547,9 +705,7 @@ enum bms_status bms_session_run(struct bms_session *session,
             return rc;
         }
     }
-    arena_reset(&session->arena);
-    session->n_free = 0;
-    memset(session->owned, 0, (size_t)m->n_values);
+    start_run(session, inputs);
     for (int i = 0; i < m->n_inputs; i++) {
         session->vals[m->input_values[i]] = inputs[i];
     }
@@ -563,5 +719,25 @@ enum bms_status bms_session_run(struct bms_session *session,
             return rc;
         }
     }
-    return collect_outputs(session, outputs, diag);
+    rc = collect_outputs(session, outputs, diag);
+    if (rc == BMS_OK) {
+        finish_run(session);
+    }
+    return rc;
+}
+
+
+int bms__session_plan_stats(const struct bms_session *session,
+                            size_t *arena_size, size_t *total_size,
+                            int *n_buffers)
+{
+    const struct bms__plan *p = session->last_plan;
+
+    if (p == NULL) {
+        return 0;
+    }
+    *arena_size = p->arena_size;
+    *total_size = p->total_size;
+    *n_buffers = p->n_buffers;
+    return 1;
 }

@@ -13,6 +13,7 @@ WEAK int bms_test_base(int *n_tests);
 WEAK int bms_test_engine(int *n_tests);
 WEAK int bms_test_ops_core(int *n_tests);
 WEAK int bms_test_ops_math(int *n_tests);
+WEAK int bms_test_conv(int *n_tests);
 WEAK int bms_test_ops_more(int *n_tests);
 WEAK int bms_test_manifest(int *n_tests);
 WEAK int bms_test_repo(int *n_tests);
@@ -26,7 +27,8 @@ int main(void)
 {
     int (*const groups[])(int *) = {
         bms_test_base, bms_test_engine, bms_test_ops_core,
-        bms_test_ops_math, bms_test_ops_more, bms_test_manifest,
+        bms_test_ops_math, bms_test_conv, bms_test_ops_more,
+        bms_test_manifest,
         bms_test_repo, bms_test_store, bms_test_v2, bms_test_server,
         bms_test_optimize,
         bms_test_fuzz_regress,

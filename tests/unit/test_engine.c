@@ -245,7 +245,8 @@ static void infer_mlp_output_has_dynamic_batch(void **state)
     assert_int_equal(load("engine_mlp.onnx", &model, &diag), BMS_OK);
     assert_int_equal(bms_model_n_inputs(model), 1);
     assert_int_equal(bms_model_opset(model), 13);
-    assert_int_equal(bms_model_n_nodes(model), 3);
+    /* Gemm, Relu, Gemm: the optimiser folds the Relu into the first. */
+    assert_int_equal(bms_model_n_nodes(model), 2);
     out = bms_model_output(model, 0);
     assert_int_equal(out->dtype, BMS_DTYPE_F32);
     assert_int_equal(out->n_dims, 2);

@@ -4,11 +4,15 @@
  * a dim of 1 that is dropped again, batch dims broadcast).
  *
  * F32 goes through bms__sgemm; F64 through plain loops, for the models
- * that carry doubles, where speed matters less than being right.
+ * that carry doubles, where speed matters less than being right.  An
+ * activation the optimiser fused into the node (node->fused) is applied
+ * to the whole output once the product (and Gemm's C) is in.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/ops/act.h"
 #include "engine/ops/blas.h"
 #include "engine/ops/kernels.h"
 
@@ -28,6 +32,59 @@ struct matmul_shape {
     int64_t a_step[BMS_MAX_DIMS];
     int64_t b_step[BMS_MAX_DIMS];
 };
+
+
+/* node->fused over n doubles, as bms__act_apply does over floats; the
+ * attribute bounds are floats in ONNX, widened here as the standalone
+ * operators widen them. */
+static void act_apply_f64(const struct bms__fused *fused, double *y,
+                          size_t n)
+{
+    const double alpha = fused->alpha;
+    const double beta = fused->beta;
+
+    for (size_t i = 0; i < n && fused->act != BMS__ACT_NONE; i++) {
+        double v = y[i];
+
+        switch (fused->act) {
+        case BMS__ACT_NONE:
+            break;
+        case BMS__ACT_RELU:
+            v = v > 0.0 ? v : 0.0;
+            break;
+        case BMS__ACT_LEAKY_RELU:
+            v = v >= 0.0 ? v : alpha * v;
+            break;
+        case BMS__ACT_CLIP:
+            v = v < alpha ? alpha : v;
+            v = v > beta ? beta : v;
+            break;
+        case BMS__ACT_SIGMOID:
+            v = 1.0 / (1.0 + exp(-v));
+            break;
+        case BMS__ACT_TANH:
+            v = tanh(v);
+            break;
+        }
+        y[i] = v;
+    }
+}
+
+
+/* Apply the fused activation to a finished output. */
+static void apply_fused(const struct bms__node *node, struct bms_tensor *out)
+{
+    size_t n = (size_t)bms_tensor_numel(out);
+
+    if (node->fused.act == BMS__ACT_NONE) {
+        return;
+    }
+    if (out->dtype == BMS_DTYPE_F64) {
+        act_apply_f64(&node->fused, out->data, n);
+    } else {
+        bms__act_apply(&node->fused, out->data, n);
+    }
+}
 
 
 enum bms_status bms__gemm_prepare(struct bms__node *node,
@@ -205,6 +262,7 @@ enum bms_status bms__gemm_run(const struct bms__node *node,
     int64_t n = out->dims[1];
     int64_t k = a->dims[p->trans_a ? 0 : 1];
     float beta = c != NULL ? p->beta : 0.0f;
+    enum bms_status rc = BMS_OK;
 
     if (m == 0 || n == 0) {
         return BMS_OK;
@@ -215,14 +273,18 @@ enum bms_status bms__gemm_run(const struct bms__node *node,
         }
         dgemm_naive(p->trans_a, p->trans_b, m, n, k, p->alpha, a->data,
                     b->data, beta, out->data);
-        return BMS_OK;
+    } else {
+        if (beta != 0.0f) {
+            fill_bias_f32(c, m, n, out->data);
+        }
+        rc = bms__sgemm(ctx->n_threads, p->trans_a, p->trans_b, m, n, k,
+                        p->alpha, a->data, p->trans_a ? m : k, b->data,
+                        p->trans_b ? k : n, beta, out->data, n);
     }
-    if (beta != 0.0f) {
-        fill_bias_f32(c, m, n, out->data);
+    if (rc == BMS_OK) {
+        apply_fused(node, out);
     }
-    return bms__sgemm(ctx->n_threads, p->trans_a, p->trans_b, m, n, k,
-                      p->alpha, a->data, p->trans_a ? m : k, b->data,
-                      p->trans_b ? k : n, beta, out->data, n);
+    return rc;
 }
 
 
@@ -383,6 +445,7 @@ enum bms_status bms__matmul_run(const struct bms__node *node,
 {
     struct matmul_shape s;
     int64_t n_batch;
+    enum bms_status rc;
 
     if (matmul_shape(node, in[0], in[1], &s, NULL) != BMS_OK) {
         return BMS_ERR_INVALID;
@@ -392,8 +455,12 @@ enum bms_status bms__matmul_run(const struct bms__node *node,
         return BMS_OK;
     }
     if (out->dtype == BMS_DTYPE_F32) {
-        return matmul_f32(&s, n_batch, ctx->n_threads, in[0]->data,
-                          in[1]->data, out->data);
+        rc = matmul_f32(&s, n_batch, ctx->n_threads, in[0]->data,
+                        in[1]->data, out->data);
+        if (rc == BMS_OK) {
+            apply_fused(node, out);
+        }
+        return rc;
     }
     for (int64_t t = 0; t < n_batch; t++) {
         const double *a = in[0]->data;
@@ -405,5 +472,6 @@ enum bms_status bms__matmul_run(const struct bms__node *node,
         dgemm_naive(0, 0, s.m, s.n, s.k, 1.0, a + a_off * s.m * s.k,
                     b + b_off * s.k * s.n, 0.0, y + t * s.m * s.n);
     }
+    apply_fused(node, out);
     return BMS_OK;
 }

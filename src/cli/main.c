@@ -20,6 +20,7 @@ static const char usage_text[] =
     "  serve      serve a model repository over HTTP (KServe v2)\n"
     "  predict    run one v2 infer request on a model, without a server\n"
     "  requests   print the latest request records\n"
+    "  bench      time the engine alone on one ONNX model\n"
     "  version    print the version\n"
     "  help       print this text\n"
     "\n"
@@ -29,12 +30,24 @@ static const char usage_text[] =
     "            [--max-body-size BYTES]\n"
     "  bms predict MODEL_DIR_OR_ONNX --input FILE [--output FILE]\n"
     "  bms requests [--data-dir DIR] [--limit N] [--json]\n"
+    "  bms bench MODEL.onnx [--batch N] [--threads T] [--iterations K]\n"
+    "            [--warmup W] [--seed S] [--inputs FILE]\n"
+    "            [--write-inputs FILE] [--dump-outputs FILE] [--json]\n"
     "\n"
     "Defaults: repository ./models, port 8000, address 127.0.0.1, data\n"
     "folder ./data, threads 2 per core (at least 4), log level info,\n"
     "bodies up to 64 MiB, 20 records.  predict reads FILE (\"-\": stdin)\n"
     "as a v2 infer request body and writes the response to stdout or\n"
-    "--output.\n";
+    "--output.\n"
+    "\n"
+    "bench: the first dynamic dimension of each input is the batch\n"
+    "(default 1), later ones are 1; inputs are seeded random values\n"
+    "(floats in [-1, 1), integers in [0, 100)) or the raw little-endian\n"
+    "tensors of --inputs FILE, concatenated in input order.  10 warm-up\n"
+    "runs, then up to 100 timed runs within about 3 s unless\n"
+    "--iterations is given; 1 thread unless --threads (0: one per core).\n"
+    "--write-inputs writes the inputs it would use and stops;\n"
+    "--dump-outputs writes the last run's outputs the same way.\n";
 
 
 void bms__cli_usage(FILE *f)
@@ -114,6 +127,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "requests") == 0) {
         return bms__cli_requests(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "bench") == 0) {
+        return bms__cli_bench(argc - 1, argv + 1);
     }
     fprintf(stderr, "bms: unknown command '%s'\n\n", cmd);
     bms__cli_usage(stderr);

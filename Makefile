@@ -42,7 +42,7 @@ CONF_OBJ := $(CONF_SRC:%.c=$(BUILD)/obj/%.o)
 
 all: $(BUILD)/bms $(BUILD)/unit-tests $(BUILD)/conformance
 
-$(GEN_C) $(GEN_H): $(PROTO)
+$(GEN_C) $(GEN_H) &: $(PROTO)
 	@mkdir -p $(BUILD)/gen
 	protoc-c --c_out=$(BUILD)/gen -I$(dir $(PROTO)) $(PROTO)
 
@@ -66,11 +66,39 @@ $(BUILD)/unit-tests: $(UNIT_OBJ) $(BUILD)/libbms.a
 $(BUILD)/conformance: $(CONF_OBJ) $(BUILD)/libbms.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-test: all
+# The test script builds what it needs itself, with -Werror.
+test:
 	tests/run.sh
 
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all test clean
+# The libFuzzer target for the ONNX loader (tests/fuzz/README.md): clang,
+# every library source instrumented, objects apart from the gcc build.
+FUZZ_CC  ?= clang
+FUZZ_DIR := $(BUILD)/fuzz
+FUZZ_SAN := -fsanitize=fuzzer,address,undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -O1 -g $(FUZZ_SAN) -D_DEFAULT_SOURCE \
+           -D_POSIX_C_SOURCE=200809L -Iinclude -Isrc -I$(BUILD)/gen \
+           $(shell pkg-config --cflags $(PKGS)) -MMD -MP -pthread
+FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) \
+            $(FUZZ_DIR)/obj/gen/onnx.pb-c.o \
+            $(FUZZ_DIR)/obj/tests/fuzz/fuzz_onnx.o
+
+fuzz: $(FUZZ_DIR)/fuzz-onnx
+
+$(FUZZ_DIR)/obj/gen/onnx.pb-c.o: $(GEN_C)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -w -c $< -o $@
+
+$(FUZZ_DIR)/obj/%.o: %.c | $(GEN_H)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -c $< -o $@
+
+$(FUZZ_DIR)/fuzz-onnx: $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+-include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
+
+.PHONY: all test clean fuzz
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -22,7 +22,9 @@ if [ ! -x "$BMS_BIN" ]; then
 fi
 if ! command -v wrk >/dev/null 2>&1; then
     echo "bench: installing wrk" >&2
-    apt-get install -y wrk >/dev/null
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null
 fi
 
 WORK=$(mktemp -d /tmp/bms-bench.XXXXXX)

@@ -13,6 +13,8 @@ set -u
 cd "$(dirname "$0")/.."
 
 jobs=$(nproc 2>/dev/null || echo 2)
+# Run from `make test`: the builds below are make's own, not sub-makes.
+unset MAKEFLAGS MFLAGS MAKELEVEL
 log_dir=build/test-logs
 total_pass=0
 total_fail=0

@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 BUILD_PKGS="gcc make pkg-config libc6-dev protobuf-c-compiler
 libprotobuf-c-dev libonnx-dev libmicrohttpd-dev libyajl-dev libsqlite3-dev
-libdnnl-dev"
+libdnnl-dev curl"
 TEST_PKGS="libcmocka-dev libonnx-testdata dataset-fashion-mnist python3
 python3-numpy sqlite3"
 
@@ -28,7 +28,13 @@ install_missing() {
     [ -z "$missing" ] && return 0
     echo "dev.sh: installing$missing"
     sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if [ "$(id -u)" -ne 0 ]; then
+        if ! command -v sudo >/dev/null 2>&1; then
+            echo "dev.sh: missing packages:$missing; run as root" >&2
+            exit 1
+        fi
+        sudo="sudo"
+    fi
     $sudo apt-get update -qq
     # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing

@@ -19,7 +19,7 @@
 
 #include "bms/repo.h"
 
-#define MODEL_NAME_MAX 128
+#define MODEL_NAME_MAX 127
 #define CONFIG_SIZE_MAX (16 << 20)   /* bytes of config.json */
 #define VERSION_DIGITS_MAX 18        /* keeps every version inside int64 */
 
@@ -106,7 +106,7 @@ static void log_safe(const char *s, char *buf, size_t size)
 }
 
 
-/* [A-Za-z0-9_.-]{1,128}, not starting with '.'. */
+/* [A-Za-z0-9_.-]{1,127}, not starting with '.'. */
 static int valid_model_name(const char *name)
 {
     size_t len = strlen(name);
@@ -706,7 +706,7 @@ static enum bms_status list_model_folders(const char *dir, DIR *d,
             log_safe(de->d_name, safe, sizeof(safe));
             bms_log(BMS_LOG_WARN, "repo", "msg=\"model folder skipped\" "
                     "folder=\"%s\" reason=\"name must match "
-                    "[A-Za-z0-9_.-]{1,128}\"", safe);
+                    "[A-Za-z0-9_.-]{1,127}\"", safe);
             continue;
         }
         if (n == cap) {
@@ -840,6 +840,50 @@ static void folder_model_name(const char *dir, const struct model_config *c,
 
 /* Loads the single version of a model folder opened alone: model.onnx
  * inside it, or the highest version folder. */
+/*
+ * Load the highest version of dir that loads, as the server would answer
+ * with it.  When none loads, the error is the highest version's, with its
+ * folder named.
+ */
+static enum bms_status load_highest(const char *dir, const char *name,
+                                    const int64_t *versions, int n_versions,
+                                    const struct model_config *cfg,
+                                    int64_t *version, struct bms_served **out,
+                                    struct bms_diag *diag)
+{
+    struct bms_diag first = {""};
+    enum bms_status first_rc = BMS_ERR_NOT_FOUND;
+    char path[PATH_MAX];
+    char vdir[32];
+
+    for (int i = n_versions - 1; i >= 0; i--) {
+        struct bms_diag d;
+        enum bms_status rc;
+
+        snprintf(vdir, sizeof(vdir), "%lld/model.onnx",
+                 (long long)versions[i]);
+        if (join_path(path, sizeof(path), dir, vdir) != 0) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "%s: path too long",
+                                dir);
+        }
+        rc = version_load(path, name, versions[i], cfg, out, &d);
+        if (rc == BMS_OK) {
+            *version = versions[i];
+            return BMS_OK;
+        }
+        if (i == n_versions - 1) {
+            first_rc = rc;
+            bms_diag_set(&first, rc, "%s/%lld: %s", dir,
+                         (long long)versions[i], d.msg);
+        }
+    }
+    if (diag != NULL) {
+        *diag = first;
+    }
+    return first_rc;
+}
+
+
 static enum bms_status open_folder(const char *dir, char *name, size_t size,
                                    int64_t *version, struct bms_served **out,
                                    struct bms_diag *diag)
@@ -848,7 +892,6 @@ static enum bms_status open_folder(const char *dir, char *name, size_t size,
     int64_t *versions = NULL;
     int n_versions = 0;
     char path[PATH_MAX];
-    char vdir[32];
     enum bms_status rc;
 
     rc = config_read(dir, &cfg);
@@ -857,25 +900,21 @@ static enum bms_status open_folder(const char *dir, char *name, size_t size,
     }
     folder_model_name(dir, &cfg, name, size);
     *version = 1;
-    snprintf(vdir, sizeof(vdir), "model.onnx");
-    if (join_path(path, sizeof(path), dir, vdir) == 0 && !is_file(path)) {
+    if (join_path(path, sizeof(path), dir, "model.onnx") != 0) {
+        rc = bms_diag_set(diag, BMS_ERR_INVALID, "%s: path too long", dir);
+    } else if (is_file(path)) {
+        rc = version_load(path, name, *version, &cfg, out, diag);
+    } else {
         rc = list_versions(dir, &versions, &n_versions);
         if (rc == BMS_OK && n_versions == 0) {
             rc = bms_diag_set(diag, BMS_ERR_NOT_FOUND, "%s: no model.onnx "
                               "and no version folders", dir);
         } else if (rc == BMS_OK) {
-            *version = versions[n_versions - 1];
-            snprintf(vdir, sizeof(vdir), "%lld/model.onnx",
-                     (long long)*version);
+            rc = load_highest(dir, name, versions, n_versions, &cfg,
+                              version, out, diag);
         } else {
             rc = bms_diag_set(diag, rc, "%s: cannot list the folder", dir);
         }
-    }
-    if (rc == BMS_OK && join_path(path, sizeof(path), dir, vdir) != 0) {
-        rc = bms_diag_set(diag, BMS_ERR_INVALID, "%s: path too long", dir);
-    }
-    if (rc == BMS_OK) {
-        rc = version_load(path, name, *version, &cfg, out, diag);
     }
     free(versions);
     config_fini(&cfg);

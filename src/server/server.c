@@ -407,6 +407,49 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
 }
 
 
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+
+/*
+ * Percent-decoding of the path and query, in place.  "%00" stays as it
+ * is: a NUL would cut the path short and let "/v2/health/live%00junk"
+ * match a route, while the literal text matches none and answers 404.
+ */
+static size_t on_unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    size_t r = 0;
+    size_t w = 0;
+
+    (void)cls;
+    (void)conn;
+    while (s[r] != '\0') {
+        int hi = s[r] == '%' ? hex_value(s[r + 1]) : -1;
+        int lo = hi >= 0 ? hex_value(s[r + 2]) : -1;
+
+        if (lo >= 0 && (hi | lo) != 0) {
+            s[w++] = (char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            s[w++] = s[r++];
+        }
+    }
+    s[w] = '\0';
+    return w;
+}
+
+
 /* libmicrohttpd's own error messages, as warnings. */
 __attribute__((format(printf, 2, 0)))
 static void on_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -504,6 +547,7 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
         MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
+        MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, server,
         MHD_OPTION_END);
     if (server->daemon == NULL) {
         int err = errno;

@@ -315,6 +315,7 @@ class ApiErrorTest(_ServerCase):
 
     def test_unknown_path(self):
         for path in ("/", "/v1/models", "/v2/foo", "/v2/health",
+                     "/v2/health/live%00garbage", "/v2%00/health/live",
                      "/v2/health/dead", "/v2/models",
                      "/v2/models/%s/bogus" % MODEL,
                      "/v2/models/%s/versions" % MODEL,

@@ -72,7 +72,10 @@ struct bms__node {
     int *outputs;                /* value indices; -1 for an absent output */
     int n_attrs;
     struct bms__attr *attrs;
-    void *params;                /* made by prepare, freed with free() */
+    void *params;                /* made by prepare; bms__node_params_free */
+    /* Set by a prepare whose params own more than their block (locks,
+     * library objects): releases those; see bms__node_params_free. */
+    void (*params_fini)(void *params);
     int64_t opset;               /* the default-domain opset of the model */
     struct bms__fused fused;     /* BMS__ACT_NONE unless the optimiser set */
 };
@@ -124,6 +127,13 @@ const float *bms__attr_floats(const struct bms__node *node, const char *name,
 /* Copies a STRING attribute into buf (truncating); returns 1 if present. */
 int bms__attr_string(const struct bms__node *node, const char *name,
                      char *buf, size_t buf_size);
+
+/*
+ * Release what prepare made: params_fini (when set) and then free() on
+ * node->params; both are NULL afterwards.  Every place that drops a
+ * prepared node's params goes through here.
+ */
+void bms__node_params_free(struct bms__node *node);
 
 /*
  * Scratch memory for one kernel call, owned by the session and reused by

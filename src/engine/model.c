@@ -20,10 +20,21 @@ void bms_model_destroy(struct bms_model *model)
         return;
     }
     for (int i = 0; i < model->n_nodes; i++) {
-        free(model->nodes[i].params);
+        bms__node_params_free(&model->nodes[i]);
     }
     bms__pool_fini(&model->pool);
     free(model);
+}
+
+
+void bms__node_params_free(struct bms__node *node)
+{
+    if (node->params_fini != NULL && node->params != NULL) {
+        node->params_fini(node->params);
+    }
+    free(node->params);
+    node->params = NULL;
+    node->params_fini = NULL;
 }
 
 

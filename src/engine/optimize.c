@@ -124,8 +124,7 @@ static void take_over(struct opt *o, int p, int j, int z)
 static enum bms_status prepare_again(struct bms__node *node,
                                      struct bms_diag *diag)
 {
-    free(node->params);
-    node->params = NULL;
+    bms__node_params_free(node);
     if (node->op->prepare == NULL) {
         return BMS_OK;
     }
@@ -707,8 +706,7 @@ static enum bms_status compact(struct opt *o, int *remap)
         struct bms__node *node = &m->nodes[i];
 
         if (o->dead[i]) {
-            free(node->params);
-            node->params = NULL;
+            bms__node_params_free(node);
             continue;
         }
         for (int j = 0; j < node->n_outputs; j++) {

@@ -15,6 +15,7 @@ WEAK int bms_test_ops_core(int *n_tests);
 WEAK int bms_test_ops_math(int *n_tests);
 WEAK int bms_test_conv(int *n_tests);
 WEAK int bms_test_ops_more(int *n_tests);
+WEAK int bms_test_ops_last(int *n_tests);
 WEAK int bms_test_manifest(int *n_tests);
 WEAK int bms_test_repo(int *n_tests);
 WEAK int bms_test_store(int *n_tests);
@@ -28,6 +29,7 @@ int main(void)
     int (*const groups[])(int *) = {
         bms_test_base, bms_test_engine, bms_test_ops_core,
         bms_test_ops_math, bms_test_conv, bms_test_ops_more,
+        bms_test_ops_last,
         bms_test_manifest,
         bms_test_repo, bms_test_store, bms_test_v2, bms_test_server,
         bms_test_optimize,

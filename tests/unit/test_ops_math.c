@@ -171,7 +171,7 @@ static enum bms_status run_node(struct tnode *t, const struct bms_tensor *in,
 
 static void tnode_fini(struct tnode *t)
 {
-    free(t->node.params);
+    bms__node_params_free(&t->node);
     t->node.params = NULL;
 }
 

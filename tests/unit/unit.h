@@ -22,6 +22,7 @@ int bms_test_ops_core(int *n_tests);
 int bms_test_ops_math(int *n_tests);
 int bms_test_conv(int *n_tests);
 int bms_test_ops_more(int *n_tests);
+int bms_test_ops_last(int *n_tests);
 int bms_test_manifest(int *n_tests);
 int bms_test_repo(int *n_tests);
 int bms_test_store(int *n_tests);

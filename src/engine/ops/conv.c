@@ -1,24 +1,41 @@
 /*
  * Conv over F32, for any number of spatial dims (1-D, 2-D, 3-D and up to
- * BMS__MAX_SPATIAL), with group, strides, dilations, pads or auto_pad, and
- * the optional bias.
+ * BMS__MAX_SPATIAL), with group, strides, dilations, pads or auto_pad, the
+ * optional bias and an activation the optimiser folded into the node
+ * (node->fused).
  *
- * Each (image, group) is one matrix product: the input patches are laid
- * out as columns (im2col) in scratch memory, [C/group * prod(kernel)] rows
- * by [prod(out)] columns, and W's rows for the group multiply them into
- * the output, which already holds the bias.  A 1x1 kernel with stride 1
- * and no padding needs no im2col: the input is its own column matrix.
+ * Run hands the problem to oneDNN's convolution primitive first
+ * (ops/dnnl_conv.c, cached in the node's params, which all sessions of a
+ * model share); what that refuses (more than 3 spatial dims, a geometry
+ * with no implementation) is computed here.  Each (image, group) is then
+ * one matrix product: the input patches are laid out as columns (im2col)
+ * in scratch memory, [C/group * prod(kernel)] rows by [prod(out)]
+ * columns, and W's rows for the group multiply them into the output,
+ * which already holds the bias.  A 1x1 kernel with stride 1 and no
+ * padding needs no im2col: the input is its own column matrix.  The fused
+ * activation goes over each image's planes once all its groups are done.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/ops/act.h"
 #include "engine/ops/blas.h"
+#include "engine/ops/dnnl.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/window.h"
+
+/* Multiply-adds below which a Conv is not worth a thread team. */
+#define PARALLEL_MIN_MACS ((int64_t)1 << 22)
 
 struct conv_params {
     struct bms__window w;
     int64_t group;
+    /* W came without data to load-time inference: it is a graph input (or
+     * computed from one), so its values may change from run to run and
+     * its reordered copy must not be cached.  Set once, at load. */
+    atomic_int w_varies;
+    struct bms__dnnl_conv dnnl;
 };
 
 /* Everything one run needs, derived from the inputs' dims. */
@@ -31,6 +48,30 @@ struct conv_shape {
     int64_t out_size;    /* prod(output spatial dims) */
     int64_t k_size;      /* prod(kernel dims) */
 };
+
+
+/* Whether run can apply act on the way out: every kind bms__act names. */
+static int fused_supported(enum bms__act act)
+{
+    switch (act) {
+    case BMS__ACT_NONE:
+    case BMS__ACT_RELU:
+    case BMS__ACT_LEAKY_RELU:
+    case BMS__ACT_CLIP:
+    case BMS__ACT_SIGMOID:
+    case BMS__ACT_TANH:
+        return 1;
+    }
+    return 0;
+}
+
+
+static void conv_params_fini(void *params)
+{
+    struct conv_params *p = params;
+
+    bms__dnnl_conv_fini(&p->dnnl);
+}
 
 
 enum bms_status bms__conv_prepare(struct bms__node *node,
@@ -59,11 +100,21 @@ enum bms_status bms__conv_prepare(struct bms__node *node,
                           "Conv: attribute group is %lld, must be 1 or more",
                           (long long)p->group);
     }
+    if (rc == BMS_OK && !fused_supported(node->fused.act)) {
+        rc = bms_diag_set(diag, BMS_ERR_UNSUPPORTED,
+                          "Conv: fused activation %d not supported",
+                          (int)node->fused.act);
+    }
+    if (rc == BMS_OK) {
+        rc = bms__dnnl_conv_init(&p->dnnl);
+    }
     if (rc != BMS_OK) {
         free(p);
         return rc;
     }
+    atomic_init(&p->w_varies, 0);
     node->params = p;
+    node->params_fini = conv_params_fini;
     return BMS_OK;
 }
 
@@ -152,6 +203,11 @@ enum bms_status bms__conv_infer(const struct bms__node *node,
     rc = conv_shape(node, in[0], in[1], b, &s, diag);
     if (rc != BMS_OK) {
         return rc;
+    }
+    if (in[1]->data == NULL) {
+        struct conv_params *p = node->params;
+
+        atomic_store_explicit(&p->w_varies, 1, memory_order_relaxed);
     }
     out->dtype = BMS_DTYPE_F32;
     out->n_dims = in[0]->n_dims;
@@ -288,20 +344,94 @@ static void fill_bias(const struct conv_shape *s, const float *bias,
 }
 
 
+/* The im2col path: every case, at matrix-product speed. */
+static enum bms_status run_im2col(const struct bms__node *node,
+                                  const struct conv_shape *s,
+                                  const float *x, const float *w,
+                                  const struct bms_tensor *b, float *y,
+                                  struct bms__ctx *ctx)
+{
+    const struct conv_params *p = node->params;
+    float *col = NULL;
+    int64_t cg, mg, rows;
+    int pointwise;
+
+    cg = s->c / p->group;
+    mg = s->m / p->group;
+    rows = cg * s->k_size;
+    pointwise = is_pointwise(&s->g);
+    if (!pointwise) {
+        col = bms__ctx_scratch(ctx, (size_t)(rows * s->out_size) *
+                                        sizeof(float));
+        if (col == NULL) {
+            return BMS_ERR_NOMEM;
+        }
+    }
+    for (int64_t i = 0; i < s->n; i++) {
+        float *yi = y + i * s->m * s->out_size;
+
+        fill_bias(s, b != NULL ? b->data : NULL, yi);
+        for (int64_t gi = 0; gi < p->group; gi++) {
+            const float *xg = x + (i * s->c + gi * cg) * s->in_size;
+            enum bms_status rc;
+
+            if (!pointwise) {
+                im2col(s, xg, cg, col);
+            }
+            rc = bms__sgemm(ctx->n_threads, 0, 0, mg, s->out_size, rows,
+                            1.0f, w + gi * mg * rows, rows,
+                            pointwise ? xg : col, s->out_size, 1.0f,
+                            yi + gi * mg * s->out_size, s->out_size);
+            if (rc != BMS_OK) {
+                return rc;
+            }
+        }
+        bms__act_apply(&node->fused, yi, (size_t)(s->m * s->out_size));
+    }
+    return BMS_OK;
+}
+
+
+/* The oneDNN problem of shape s, on one thread when it is small. */
+static void dnnl_problem(const struct conv_params *p,
+                         const struct conv_shape *s, int has_bias,
+                         int n_threads, struct bms__conv_problem *pr)
+{
+    int64_t macs = s->n * s->m * (s->c / p->group) * s->k_size *
+                   s->out_size;
+
+    memset(pr, 0, sizeof(*pr));
+    pr->n_spatial = s->g.n_spatial;
+    pr->n = s->n;
+    pr->c = s->c;
+    pr->m = s->m;
+    pr->group = p->group;
+    for (int d = 0; d < s->g.n_spatial; d++) {
+        pr->in[d] = s->g.in[d];
+        pr->out[d] = s->g.out[d];
+        pr->kernel[d] = s->g.kernel[d];
+        pr->strides[d] = s->g.strides[d];
+        pr->dilations[d] = s->g.dilations[d];
+        pr->pad_begin[d] = s->g.pad_begin[d];
+        pr->pad_end[d] = s->g.pad_end[d];
+    }
+    pr->has_bias = has_bias;
+    pr->w_const = !atomic_load_explicit(&p->w_varies, memory_order_relaxed);
+    pr->n_threads = macs < PARALLEL_MIN_MACS || n_threads < 1 ? 1
+                                                               : n_threads;
+}
+
+
 enum bms_status bms__conv_run(const struct bms__node *node,
                               const struct bms_tensor *const *in,
                               struct bms_tensor *out,
                               struct bms__ctx *ctx)
 {
-    const struct conv_params *p = node->params;
+    struct conv_params *p = node->params;
     const struct bms_tensor *b = node->n_inputs > 2 ? in[2] : NULL;
-    const float *x = in[0]->data;
-    const float *w = in[1]->data;
-    float *y = out->data;
-    float *col = NULL;
+    struct bms__conv_problem pr;
     struct conv_shape s;
-    int64_t cg, mg, rows;
-    int pointwise;
+    enum bms_status rc;
 
     if (conv_shape(node, in[0], in[1], b, &s, NULL) != BMS_OK) {
         return BMS_ERR_INVALID;
@@ -309,36 +439,15 @@ enum bms_status bms__conv_run(const struct bms__node *node,
     if (s.n == 0 || s.m == 0 || s.out_size == 0) {
         return BMS_OK;
     }
-    cg = s.c / p->group;
-    mg = s.m / p->group;
-    rows = cg * s.k_size;
-    pointwise = is_pointwise(&s.g);
-    if (!pointwise) {
-        col = bms__ctx_scratch(ctx, (size_t)(rows * s.out_size) *
-                                        sizeof(float));
-        if (col == NULL) {
-            return BMS_ERR_NOMEM;
+    if (s.g.n_spatial <= BMS__DNNL_MAX_SPATIAL) {
+        dnnl_problem(p, &s, b != NULL, ctx->n_threads, &pr);
+        rc = bms__dnnl_conv_run(&p->dnnl, &pr, &node->fused, in[0]->data,
+                                in[1]->data, b != NULL ? b->data : NULL,
+                                out->data, ctx);
+        if (rc != BMS_ERR_UNSUPPORTED) {
+            return rc;
         }
     }
-    for (int64_t i = 0; i < s.n; i++) {
-        float *yi = y + i * s.m * s.out_size;
-
-        fill_bias(&s, b != NULL ? b->data : NULL, yi);
-        for (int64_t gi = 0; gi < p->group; gi++) {
-            const float *xg = x + (i * s.c + gi * cg) * s.in_size;
-            enum bms_status rc;
-
-            if (!pointwise) {
-                im2col(&s, xg, cg, col);
-            }
-            rc = bms__sgemm(ctx->n_threads, 0, 0, mg, s.out_size, rows,
-                            1.0f, w + gi * mg * rows, rows,
-                            pointwise ? xg : col, s.out_size, 1.0f,
-                            yi + gi * mg * s.out_size, s.out_size);
-            if (rc != BMS_OK) {
-                return rc;
-            }
-        }
-    }
-    return BMS_OK;
+    return run_im2col(node, &s, in[0]->data, in[1]->data, b, out->data,
+                      ctx);
 }

@@ -10,19 +10,28 @@
  * count_include_pad by the count clipped to the padded input instead.
  * Indices are flat offsets into X, as ONNX gives them: row-major, or with
  * storage_order 1 column-major within each spatial plane.
+ *
+ * F32 MaxPool without Indices and F32 AveragePool go to oneDNN's pooling
+ * primitive first (ops/dnnl_pool.c, cached in the node's params); what it
+ * refuses, and every other case, is computed by the loops here.
  */
 #include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/ops/dnnl.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/window.h"
+
+/* Window elements below which a pool is not worth a thread team. */
+#define PARALLEL_MIN_ELEMS ((int64_t)1 << 22)
 
 struct pool_params {
     struct bms__window w;
     int is_max;
     int count_include_pad;
     int storage_order;
+    struct bms__dnnl_pool dnnl;
 };
 
 /* The kernel offsets of one output position that stay inside the input,
@@ -34,6 +43,14 @@ struct pool_box {
     int64_t n_valid;                  /* offsets inside the input */
     int64_t n_padded;                 /* offsets inside the padded input */
 };
+
+
+static void pool_params_fini(void *params)
+{
+    struct pool_params *p = params;
+
+    bms__dnnl_pool_fini(&p->dnnl);
+}
 
 
 enum bms_status bms__pool_prepare(struct bms__node *node,
@@ -60,11 +77,15 @@ enum bms_status bms__pool_prepare(struct bms__node *node,
                           "MaxPool: attribute storage_order is %d, must be "
                           "0 or 1", p->storage_order);
     }
+    if (rc == BMS_OK) {
+        rc = bms__dnnl_pool_init(&p->dnnl);
+    }
     if (rc != BMS_OK) {
         free(p);
         return rc;
     }
     node->params = p;
+    node->params_fini = pool_params_fini;
     return BMS_OK;
 }
 
@@ -403,24 +424,65 @@ POOL2D_KERNEL(pool2d_i8, int8_t, INT8_MIN, 0)
 POOL2D_KERNEL(pool2d_u8, uint8_t, 0, 0)
 
 
+/* The oneDNN problem of geometry g, on one thread when it is small. */
+static void dnnl_problem(const struct pool_params *p,
+                         const struct bms__window_geom *g,
+                         const struct bms_tensor *x, int n_threads,
+                         struct bms__pool_problem *pr)
+{
+    int64_t elems = x->dims[0] * x->dims[1] *
+                    bms__math_span(g->out, 0, g->n_spatial) *
+                    bms__math_span(g->kernel, 0, g->n_spatial);
+
+    memset(pr, 0, sizeof(*pr));
+    pr->n_spatial = g->n_spatial;
+    pr->n = x->dims[0];
+    pr->c = x->dims[1];
+    pr->is_max = p->is_max;
+    pr->count_include_pad = p->count_include_pad;
+    for (int d = 0; d < g->n_spatial; d++) {
+        pr->in[d] = g->in[d];
+        pr->out[d] = g->out[d];
+        pr->kernel[d] = g->kernel[d];
+        pr->strides[d] = g->strides[d];
+        pr->dilations[d] = g->dilations[d];
+        pr->pad_begin[d] = g->pad_begin[d];
+        pr->pad_end[d] = g->pad_end[d];
+    }
+    pr->n_threads = elems < PARALLEL_MIN_ELEMS || n_threads < 1 ? 1
+                                                                : n_threads;
+}
+
+
 enum bms_status bms__pool_run(const struct bms__node *node,
                               const struct bms_tensor *const *in,
                               struct bms_tensor *out,
                               struct bms__ctx *ctx)
 {
-    const struct pool_params *p = node->params;
+    struct pool_params *p = node->params;
     const struct bms_tensor *x = in[0];
     int64_t *indices = NULL;
     struct bms__window_geom g;
     int64_t n_planes = x->dims[0] * x->dims[1];
     int flat;
 
-    (void)ctx;
     if (pool_geom(node, x, &g, NULL) != BMS_OK) {
         return BMS_ERR_INVALID;
     }
     if (node->n_outputs > 1 && node->outputs[1] >= 0) {
         indices = out[1].data;
+    }
+    if (x->dtype == BMS_DTYPE_F32 && indices == NULL && n_planes > 0 &&
+        g.n_spatial <= BMS__DNNL_MAX_SPATIAL &&
+        bms__math_span(g.out, 0, g.n_spatial) > 0) {
+        struct bms__pool_problem pr;
+        enum bms_status rc;
+
+        dnnl_problem(p, &g, x, ctx->n_threads, &pr);
+        rc = bms__dnnl_pool_run(&p->dnnl, &pr, x->data, out[0].data, ctx);
+        if (rc != BMS_ERR_UNSUPPORTED) {
+            return rc;
+        }
     }
     flat = g.n_spatial == 2;
     switch (x->dtype) {

@@ -9,9 +9,17 @@
  *
  * One line per test: PASS, FAIL with the reason, or SKIP when bms refuses
  * the model as unsupported; then `conformance: N passed, N failed, N
- * skipped`.  Exit status 1 when any test failed.
+ * skipped` and `conformance: coverage P% (N of M)`.  Exit status 1 when
+ * any test failed.
  *
- *   conformance [-q] [--filter SUBSTRING] [SUITE_DIR...]
+ * With --expected FILE, the file lists the tests known not to pass, one
+ * `<suite>/<test> <reason>` a line (`#` comments and blank lines aside).
+ * A listed test that fails or is skipped counts as skipped; one that is
+ * not listed counts as a failure; a listed test that passes counts as a
+ * failure too (NOW PASSES), and so does a listed test of a suite that ran
+ * that no longer exists (STALE), so that the list stays exact.
+ *
+ *   conformance [-q] [--filter SUBSTRING] [--expected FILE] [SUITE_DIR...]
  */
 #include <dirent.h>
 #include <math.h>
@@ -26,6 +34,7 @@
 #define RTOL 1e-3
 #define ATOL 1e-7
 #define MAX_TENSORS 64
+#define MAX_LINE 1024
 
 enum verdict {
     VERDICT_PASS,
@@ -33,15 +42,25 @@ enum verdict {
     VERDICT_SKIP
 };
 
+/* One line of the expected list. */
+struct expected {
+    char *label;                 /* "<suite>/<test>" */
+    char *reason;
+    int seen;                    /* the test ran */
+};
+
 struct options {
     const char *filter;
     int quiet;
+    struct expected *expected;   /* NULL without --expected */
+    int n_expected;
 };
 
 struct counts {
     int n_passed;
     int n_failed;
     int n_skipped;
+    int n_tests;
 };
 
 /* The tensors of one test_data_set folder. */
@@ -385,6 +404,53 @@ static int is_test(const struct dirent *e)
 }
 
 
+/* The expected-list entry for label, or NULL. */
+static struct expected *find_expected(const struct options *opt,
+                                      const char *label)
+{
+    for (int i = 0; i < opt->n_expected; i++) {
+        if (strcmp(opt->expected[i].label, label) == 0) {
+            return &opt->expected[i];
+        }
+    }
+    return NULL;
+}
+
+
+/* Count and print one test's verdict, judged against the expected list
+ * when there is one. */
+static void report(const struct options *opt, const char *label,
+                   enum verdict v, const char *why, struct counts *counts)
+{
+    struct expected *e = find_expected(opt, label);
+
+    counts->n_tests++;
+    if (e != NULL) {
+        e->seen = 1;
+    }
+    if (v == VERDICT_PASS && e != NULL) {
+        counts->n_failed++;
+        printf("NOW PASSES %s: remove it from the expected list\n", label);
+    } else if (v == VERDICT_PASS) {
+        counts->n_passed++;
+        if (!opt->quiet) {
+            printf("PASS %s\n", label);
+        }
+    } else if (e != NULL || (opt->expected == NULL && v == VERDICT_SKIP)) {
+        counts->n_skipped++;
+        if (!opt->quiet) {
+            printf("SKIP %s: %s\n", label, why);
+        }
+    } else if (opt->expected != NULL) {
+        counts->n_failed++;
+        printf("FAIL %s: %s: not in the expected list\n", label, why);
+    } else {
+        counts->n_failed++;
+        printf("FAIL %s: %s\n", label, why);
+    }
+}
+
+
 static void run_suite(const char *suite_dir, const struct options *opt,
                       struct counts *counts)
 {
@@ -414,30 +480,156 @@ static void run_suite(const char *suite_dir, const struct options *opt,
             continue;
         }
         v = run_test(dir, why, sizeof(why));
-        if (v == VERDICT_PASS) {
-            counts->n_passed++;
-            if (!opt->quiet) {
-                printf("PASS %s\n", label);
-            }
-        } else if (v == VERDICT_SKIP) {
-            counts->n_skipped++;
-            if (!opt->quiet) {
-                printf("SKIP %s: %s\n", label, why);
-            }
-        } else {
-            counts->n_failed++;
-            printf("FAIL %s: %s\n", label, why);
-        }
+        report(opt, label, v, why, counts);
         fflush(stdout);
     }
     free(tests);
 }
 
 
+static void free_expected(struct options *opt)
+{
+    for (int i = 0; i < opt->n_expected; i++) {
+        free(opt->expected[i].label);
+        free(opt->expected[i].reason);
+    }
+    free(opt->expected);
+    opt->expected = NULL;
+    opt->n_expected = 0;
+}
+
+
+/* Strip leading and trailing white space in place. */
+static char *trim(char *s)
+{
+    size_t len;
+
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    len = strlen(s);
+    while (len > 0 && strchr(" \t\r\n", s[len - 1]) != NULL) {
+        s[--len] = '\0';
+    }
+    return s;
+}
+
+
+/* Add one "<label> <reason>" line; 0 when it is malformed or a repeat
+ * (reported on stderr), -1 when memory runs out. */
+static int add_expected(struct options *opt, char *line, const char *path,
+                        int line_no)
+{
+    size_t len = strcspn(line, " \t");
+    char *reason = trim(line + len);
+    struct expected *grown;
+    struct expected *e;
+
+    line[len] = '\0';
+    if (strchr(line, '/') == NULL || reason[0] == '\0') {
+        fprintf(stderr, "conformance: %s:%d: expected `<suite>/<test> "
+                "<reason>`\n", path, line_no);
+        return 0;
+    }
+    if (find_expected(opt, line) != NULL) {
+        fprintf(stderr, "conformance: %s:%d: %s listed twice\n", path,
+                line_no, line);
+        return 0;
+    }
+    grown = realloc(opt->expected,
+                    sizeof(*grown) * (size_t)(opt->n_expected + 1));
+    if (grown == NULL) {
+        return -1;
+    }
+    opt->expected = grown;
+    e = &opt->expected[opt->n_expected];
+    e->label = strdup(line);
+    e->reason = strdup(reason);
+    e->seen = 0;
+    opt->n_expected++;
+    if (e->label == NULL || e->reason == NULL) {
+        return -1;
+    }
+    return 1;
+}
+
+
+/* Read the expected list; 0 on success, -1 (reported) otherwise. */
+static int read_expected(struct options *opt, const char *path)
+{
+    char buf[MAX_LINE];
+    FILE *f = fopen(path, "r");
+    int line_no = 0;
+    int rc = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "conformance: cannot open %s\n", path);
+        return -1;
+    }
+    /* An empty list is a list: the runner judges against it. */
+    opt->expected = malloc(sizeof(*opt->expected));
+    if (opt->expected == NULL) {
+        fclose(f);
+        return -1;
+    }
+    while (rc == 0 && fgets(buf, sizeof(buf), f) != NULL) {
+        char *line = trim(buf);
+        int added;
+
+        line_no++;
+        if (line[0] == '\0' || line[0] == '#') {
+            continue;
+        }
+        added = add_expected(opt, line, path, line_no);
+        rc = added == 1 ? 0 : -1;
+    }
+    fclose(f);
+    return rc;
+}
+
+
+/* Listed tests of the suites that ran which no longer exist.  Skipped
+ * under --filter, where most tests do not run. */
+static int report_stale(const struct options *opt,
+                        const char *const *suites, int n_suites)
+{
+    int n_stale = 0;
+
+    if (opt->filter != NULL) {
+        return 0;
+    }
+    for (int i = 0; i < opt->n_expected; i++) {
+        const struct expected *e = &opt->expected[i];
+        size_t len = strcspn(e->label, "/");
+
+        for (int k = 0; k < n_suites && !e->seen; k++) {
+            const char *suite = base_name(suites[k]);
+
+            if (strncmp(suite, e->label, len) == 0 &&
+                (suite[len] == '\0' || suite[len] == '/')) {
+                printf("STALE %s: no such test, remove it from the "
+                       "expected list\n", e->label);
+                n_stale++;
+                break;
+            }
+        }
+    }
+    return n_stale;
+}
+
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: conformance [-q] [--filter SUBSTRING] "
+            "[--expected FILE] [SUITE_DIR...]\n");
+}
+
+
 int main(int argc, char **argv)
 {
-    struct options opt = {NULL, 0};
-    struct counts counts = {0, 0, 0};
+    struct options opt = {NULL, 0, NULL, 0};
+    struct counts counts = {0, 0, 0, 0};
+    const char *suites[64];
     int n_suites = 0;
 
     for (int i = 1; i < argc; i++) {
@@ -445,20 +637,36 @@ int main(int argc, char **argv)
             opt.quiet = 1;
         } else if (strcmp(argv[i], "--filter") == 0 && i + 1 < argc) {
             opt.filter = argv[++i];
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "usage: conformance [-q] [--filter SUBSTRING] "
-                    "[SUITE_DIR...]\n");
+        } else if (strcmp(argv[i], "--expected") == 0 && i + 1 < argc) {
+            free_expected(&opt);
+            if (read_expected(&opt, argv[++i]) != 0) {
+                free_expected(&opt);
+                return 2;
+            }
+        } else if (argv[i][0] == '-' || n_suites == 64) {
+            usage();
+            free_expected(&opt);
             return 2;
         } else {
-            run_suite(argv[i], &opt, &counts);
-            n_suites++;
+            suites[n_suites++] = argv[i];
         }
     }
-    for (size_t i = 0; n_suites == 0 &&
-                       i < sizeof(default_suites) / sizeof(char *); i++) {
-        run_suite(default_suites[i], &opt, &counts);
+    if (n_suites == 0) {
+        for (size_t i = 0; i < sizeof(default_suites) / sizeof(char *);
+             i++) {
+            suites[n_suites++] = default_suites[i];
+        }
     }
+    for (int i = 0; i < n_suites; i++) {
+        run_suite(suites[i], &opt, &counts);
+    }
+    counts.n_failed += report_stale(&opt, suites, n_suites);
     printf("conformance: %d passed, %d failed, %d skipped\n",
            counts.n_passed, counts.n_failed, counts.n_skipped);
+    printf("conformance: coverage %.1f%% (%d of %d)\n",
+           counts.n_tests > 0 ? 100.0 * counts.n_passed / counts.n_tests :
+                                0.0,
+           counts.n_passed, counts.n_tests);
+    free_expected(&opt);
     return counts.n_failed > 0 ? 1 : 0;
 }

@@ -79,4 +79,24 @@ BMS__OP_DECLARE(bms__einsum);
 /* ops/quant.c: QuantizeLinear, DequantizeLinear, DynamicQuantizeLinear. */
 BMS__OP_DECLARE(bms__quant);
 
+/* ops/sample.c: GridSample, RoiAlign. */
+BMS__OP_DECLARE(bms__sample);
+
+/* ops/integer.c: MatMulInteger, ConvInteger, QLinearMatMul,
+ * QLinearConv. */
+BMS__OP_DECLARE(bms__integer);
+
+/* ops/unique.c: Unique. */
+BMS__OP_DECLARE(bms__unique);
+
+/* ops/det.c: Det. */
+BMS__OP_DECLARE(bms__det);
+
+/* ops/unpool.c: MaxUnpool. */
+BMS__OP_DECLARE(bms__unpool);
+
+/* ops/half.c: Max, Min and Mod, taking FP16 themselves and handing the
+ * other datatypes to bms__variadic and bms__bcast_op. */
+BMS__OP_DECLARE(bms__half);
+
 #endif

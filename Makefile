@@ -28,7 +28,8 @@ CFLAGS  += -Werror
 endif
 
 LIB_SRC := $(wildcard src/base/*.c src/engine/*.c src/engine/ops/*.c \
-                      src/repo/*.c src/store/*.c src/server/*.c)
+                      src/repo/*.c src/sched/*.c src/store/*.c \
+                      src/server/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 CONF_SRC := $(wildcard tests/conformance/*.c)

@@ -169,15 +169,15 @@ static enum bms_status einsum_plan(const struct bms__node *node,
             int l = pl->labels_of[k][d];
             int64_t n = in[k]->dims[d];
 
+            /* A label has one size across operands; 1 broadcasts, and
+             * 0 is a size like any other. */
             count[l]++;
-            if (pl->size[l] > 1 && n != 1 && n != pl->size[l]) {
+            if (count[l] > 1 && pl->size[l] != 1 && n != 1 &&
+                n != pl->size[l]) {
                 return bad_equation(raw, diag);
             }
-            if (pl->size[l] <= 1) {
+            if (count[l] == 1 || pl->size[l] == 1) {
                 pl->size[l] = n;
-            }
-            if (n == 0) {
-                pl->size[l] = 0;
             }
         }
     }

@@ -42,6 +42,7 @@ struct bms__attr {
     const int64_t *ints;         /* INTS */
     int n;                       /* element count of floats or ints */
     struct bms_tensor *t;        /* TENSOR, data owned by the graph */
+    struct bms_model *g;         /* GRAPH: the subgraph, owned by the graph */
 };
 
 /* An activation folded into the node that produces its input, applied by
@@ -68,6 +69,10 @@ struct bms__node {
     const struct bms__op *op;
     int n_inputs;
     int *inputs;                 /* value indices; -1 for an absent input */
+    /* The last n_captures inputs are not the operator's own: they are the
+     * enclosing graph's values that the node's subgraphs read by name
+     * (If, Loop, Scan), in the order the subgraphs number them. */
+    int n_captures;
     int n_outputs;
     int *outputs;                /* value indices; -1 for an absent output */
     int n_attrs;

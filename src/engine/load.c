@@ -31,10 +31,23 @@ struct name_map {
     size_t cap;
 };
 
+/* The enclosing graph's values that one node's subgraphs read, in capture
+ * slot order (engine/graph.h, n_captures). */
+struct captures {
+    int *vals;                   /* value indices in the enclosing graph */
+    int n;
+    int cap;
+};
+
+/* One graph being loaded; a subgraph's loader links to the loader of the
+ * graph around it, whose names it may read. */
 struct loader {
     const Onnx__GraphProto *g;
     struct bms_model *m;
     struct name_map map;
+    size_t values_cap;           /* slots in m->values */
+    struct loader *parent;       /* NULL for the model's graph */
+    struct captures *caps;       /* of the node owning this subgraph */
     struct bms_diag *diag;
 };
 
@@ -80,6 +93,59 @@ static void map_insert(struct loader *ld, const char *name, int v)
 }
 
 
+/* Keep the map at most half full for values_cap values. */
+static enum bms_status grow_map(struct loader *ld)
+{
+    struct name_map old = ld->map;
+    size_t cap = old.cap;
+
+    while (cap < 2 * ld->values_cap) {
+        cap *= 2;
+    }
+    if (cap == old.cap) {
+        return BMS_OK;
+    }
+    ld->map.slots = calloc(cap, sizeof(int));
+    if (ld->map.slots == NULL) {
+        ld->map = old;
+        return bms_diag_set(ld->diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    ld->map.cap = cap;
+    for (int v = 0; v < ld->m->n_values; v++) {
+        map_insert(ld, ld->m->values[v].name, v);
+    }
+    free(old.slots);
+    return BMS_OK;
+}
+
+
+/* Room for one more value: subgraphs add outer values beyond the count
+ * check_counts made.  The map keeps indices, so moving is safe. */
+static enum bms_status grow_values(struct loader *ld)
+{
+    struct bms_model *m = ld->m;
+    struct bms__value *values;
+    size_t cap = ld->values_cap * 2 + 16;
+
+    if ((size_t)m->n_values < ld->values_cap) {
+        return BMS_OK;
+    }
+    if (cap > BMS__MAX_COUNT) {
+        return bms_diag_set(ld->diag, BMS_ERR_LIMIT,
+                            "graph has more than %d values", BMS__MAX_COUNT);
+    }
+    values = bms__pool_alloc(&m->pool, (cap + 1) * sizeof(*values));
+    if (values == NULL) {
+        return bms_diag_set(ld->diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(values, m->values, (size_t)m->n_values * sizeof(*values));
+    bms__pool_free(&m->pool, m->values);
+    m->values = values;
+    ld->values_cap = cap;
+    return grow_map(ld);
+}
+
+
 /* Append a value named name; BMS_ERR_INVALID if the name exists. */
 static enum bms_status add_value(struct loader *ld, const char *name,
                                  enum bms__value_kind kind, int index,
@@ -87,10 +153,15 @@ static enum bms_status add_value(struct loader *ld, const char *name,
 {
     struct bms_model *m = ld->m;
     struct bms__value *v;
+    enum bms_status rc;
 
     if (map_find(ld, name) >= 0) {
         return bms_diag_set(ld->diag, BMS_ERR_INVALID,
                             "value '%s' has more than one source", name);
+    }
+    rc = grow_values(ld);
+    if (rc != BMS_OK) {
+        return rc;
     }
     v = &m->values[m->n_values];
     v->name = bms__pool_strdup(&m->pool, name);
@@ -103,6 +174,59 @@ static enum bms_status add_value(struct loader *ld, const char *name,
     map_insert(ld, v->name, m->n_values);
     *out = m->n_values++;
     return BMS_OK;
+}
+
+
+/* The capture slot of enclosing value v in caps, added when new. */
+static enum bms_status capture_slot(struct loader *ld, int v, int *slot)
+{
+    struct captures *c = ld->caps;
+
+    for (int i = 0; i < c->n; i++) {
+        if (c->vals[i] == v) {
+            *slot = i;
+            return BMS_OK;
+        }
+    }
+    if (c->n == c->cap) {
+        int cap = c->cap * 2 + 8;
+        int *vals = realloc(c->vals, (size_t)cap * sizeof(int));
+
+        if (vals == NULL) {
+            return bms_diag_set(ld->diag, BMS_ERR_NOMEM, "out of memory");
+        }
+        c->vals = vals;
+        c->cap = cap;
+    }
+    c->vals[c->n] = v;
+    *slot = c->n++;
+    return BMS_OK;
+}
+
+
+/* The value a name means in this graph: its own, else one of an
+ * enclosing graph, which becomes an outer value here (and in every graph
+ * in between) read through the owning node's captures.  *out is -1 when
+ * no graph in scope has the name. */
+static enum bms_status lookup(struct loader *ld, const char *name, int *out)
+{
+    enum bms_status rc;
+    int outer = -1;
+    int slot = -1;
+
+    *out = map_find(ld, name);
+    if (*out >= 0 || ld->parent == NULL) {
+        return BMS_OK;
+    }
+    rc = lookup(ld->parent, name, &outer);
+    if (rc != BMS_OK || outer < 0) {
+        return rc;
+    }
+    rc = capture_slot(ld, outer, &slot);
+    if (rc == BMS_OK) {
+        rc = add_value(ld, name, BMS__VALUE_OUTER, slot, out);
+    }
+    return rc;
 }
 
 
@@ -361,14 +485,17 @@ static enum bms_status add_inputs(struct loader *ld)
         if (rc != BMS_OK) {
             return rc;
         }
-        if (info->dtype == BMS_DTYPE_UNDEFINED) {
+        /* A subgraph's inputs may leave their type to the node that
+         * feeds them (a Loop body's carried values). */
+        if (info->dtype == BMS_DTYPE_UNDEFINED && ld->parent == NULL) {
             return bms_diag_set(ld->diag, BMS_ERR_INVALID,
                                 "%s: no tensor type declared", what);
         }
         val = &m->values[v];
         info->name = val->name;
         val->t.dtype = info->dtype;
-        val->known = info->n_dims >= 0;
+        val->known = info->n_dims >= 0 &&
+                     info->dtype != BMS_DTYPE_UNDEFINED;
         val->t.n_dims = info->n_dims >= 0 ? info->n_dims : 0;
         memcpy(val->t.dims, info->dims, sizeof(info->dims));
         m->input_values[m->n_inputs++] = v;
@@ -446,6 +573,7 @@ static enum bms_status copy_attr(struct loader *ld,
 {
     struct bms_model *m = ld->m;
     char what[160];
+    int graphs;
     char *s;
 
     a->name = bms__pool_strdup(&m->pool, ap->name);
@@ -462,12 +590,29 @@ static enum bms_status copy_attr(struct loader *ld,
     }
     a->s = s;
     a->s_len = ap->s.len;
-    if (a->type != BMS__ATTR_TENSOR) {
+    graphs = ap->n_graphs > 0 ||
+             (ap->has_type &&
+              ap->type == ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPHS);
+    if (a->type != BMS__ATTR_TENSOR && a->type != BMS__ATTR_GRAPH &&
+        !graphs) {
         return BMS_OK;
     }
     if (snprintf(what, sizeof(what), "%s: attribute '%s'", label,
                  a->name) >= (int)sizeof(what)) {
         what[sizeof(what) - 1] = '\0';
+    }
+    /* Graphs are built once every node of this graph is known
+     * (build_subgraphs), so that they may read any of its values. */
+    if (graphs) {
+        return bms_diag_set(ld->diag, BMS_ERR_UNSUPPORTED,
+                            "%s: lists of graphs are not supported", what);
+    }
+    if (a->type == BMS__ATTR_GRAPH) {
+        if (ap->g == NULL) {
+            return bms_diag_set(ld->diag, BMS_ERR_INVALID, "%s: no graph",
+                                what);
+        }
+        return BMS_OK;
     }
     if (ap->t == NULL) {
         return bms_diag_set(ld->diag, BMS_ERR_INVALID, "%s: no tensor",
@@ -553,11 +698,16 @@ static enum bms_status resolve_inputs(struct loader *ld,
         for (size_t k = 0; k < np->n_input; k++) {
             const char *name = np->input[k];
 
+            enum bms_status rc;
+
             nodes[i].inputs[k] = -1;
             if (name == NULL || name[0] == '\0') {
                 continue;
             }
-            nodes[i].inputs[k] = map_find(ld, name);
+            rc = lookup(ld, name, &nodes[i].inputs[k]);
+            if (rc != BMS_OK) {
+                return rc;
+            }
             if (nodes[i].inputs[k] < 0) {
                 return bms_diag_set(ld->diag, BMS_ERR_INVALID,
                                     "node %zu (%s): input '%s' is produced "
@@ -677,6 +827,125 @@ out:
 }
 
 
+static enum bms_status build_graph(struct loader *ld);
+
+
+/* Load one GRAPH attribute of a node as a subgraph that reads this
+ * graph's values through caps; the new graph joins m->subgraphs. */
+static enum bms_status build_subgraph(struct loader *ld,
+                                      const Onnx__GraphProto *gp,
+                                      struct captures *caps,
+                                      struct bms__attr *a)
+{
+    struct loader sub = {0};
+    enum bms_status rc;
+
+    if (ld->m->depth >= BMS__MAX_GRAPH_DEPTH) {
+        return bms_diag_set(ld->diag, BMS_ERR_LIMIT,
+                            "subgraphs nest more than %d deep",
+                            BMS__MAX_GRAPH_DEPTH);
+    }
+    sub.m = calloc(1, sizeof(*sub.m));
+    if (sub.m == NULL) {
+        return bms_diag_set(ld->diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    sub.m->next_subgraph = ld->m->subgraphs;
+    ld->m->subgraphs = sub.m;
+    sub.m->depth = ld->m->depth + 1;
+    sub.m->opset = ld->m->opset;
+    sub.g = gp;
+    sub.parent = ld;
+    sub.caps = caps;
+    sub.diag = ld->diag;
+    rc = check_operators(&sub);
+    if (rc == BMS_OK) {
+        rc = build_graph(&sub);
+    }
+    free(sub.map.slots);
+    /* Only the outermost levels name where they are: a message from
+     * deep inside would be all prefixes. */
+    if (rc != BMS_OK && ld->m->depth < 2) {
+        bms_diag_prefix(ld->diag, "attribute '%s'", a->name);
+    }
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    a->g = sub.m;
+    return BMS_OK;
+}
+
+
+/* Build node i's subgraphs, then append the values they read from this
+ * graph (or, through it, from graphs further out) to the node's inputs,
+ * so that ordering, lifetimes and the optimiser see those reads. */
+static enum bms_status node_subgraphs(struct loader *ld, size_t i,
+                                      struct bms__node *node)
+{
+    const Onnx__NodeProto *np = ld->g->node[i];
+    struct captures caps = {NULL, 0, 0};
+    enum bms_status rc = BMS_OK;
+    int *inputs;
+
+    for (int k = 0; k < node->n_attrs && rc == BMS_OK; k++) {
+        if (node->attrs[k].type != BMS__ATTR_GRAPH) {
+            continue;
+        }
+        if (!bms__op_runs_graphs(node->op)) {
+            rc = bms_diag_set(ld->diag, BMS_ERR_UNSUPPORTED,
+                              "attribute '%s': %s takes no graph",
+                              node->attrs[k].name, node->op_type);
+            break;
+        }
+        rc = build_subgraph(ld, np->attribute[k]->g, &caps,
+                            &node->attrs[k]);
+    }
+    if (rc != BMS_OK || caps.n == 0) {
+        goto out;
+    }
+    inputs = bms__pool_alloc(&ld->m->pool, ((size_t)node->n_inputs +
+                             (size_t)caps.n + 1) * sizeof(int));
+    if (inputs == NULL) {
+        rc = bms_diag_set(ld->diag, BMS_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(inputs, node->inputs, (size_t)node->n_inputs * sizeof(int));
+    memcpy(inputs + node->n_inputs, caps.vals, (size_t)caps.n * sizeof(int));
+    node->inputs = inputs;
+    node->n_inputs += caps.n;
+    node->n_captures = caps.n;
+out:
+    free(caps.vals);
+    return rc;
+}
+
+
+static enum bms_status build_subgraphs(struct loader *ld,
+                                       struct bms__node *nodes)
+{
+    char label[160];
+
+    for (size_t i = 0; i < ld->g->n_node; i++) {
+        enum bms_status rc = node_subgraphs(ld, i, &nodes[i]);
+
+        if (rc != BMS_OK && ld->m->depth >= 2) {
+            return rc;
+        }
+        if (rc != BMS_OK) {
+            if (nodes[i].name[0] != '\0') {
+                snprintf(label, sizeof(label), "node '%s' (%s)",
+                         nodes[i].name, nodes[i].op_type);
+            } else {
+                snprintf(label, sizeof(label), "node %zu (%s)", i,
+                         nodes[i].op_type);
+            }
+            bms_diag_prefix(ld->diag, "%s", label);
+            return rc;
+        }
+    }
+    return BMS_OK;
+}
+
+
 /* Copy the nodes into the model in sorted order; node indices stored in
  * values follow. */
 static enum bms_status build_nodes(struct loader *ld)
@@ -698,6 +967,9 @@ static enum bms_status build_nodes(struct loader *ld)
     }
     if (rc == BMS_OK) {
         rc = resolve_inputs(ld, unsorted);
+    }
+    if (rc == BMS_OK) {
+        rc = build_subgraphs(ld, unsorted);
     }
     if (rc == BMS_OK) {
         rc = sort_nodes(ld, unsorted, order);
@@ -741,9 +1013,13 @@ static enum bms_status add_outputs(struct loader *ld)
         const Onnx__ValueInfoProto *vi = ld->g->output[i];
         const char *name = vi->name != NULL ? vi->name : "";
         enum bms_status rc;
-        int v = map_find(ld, name);
+        int v;
 
         snprintf(what, sizeof(what), "output '%s'", name);
+        rc = lookup(ld, name, &v);
+        if (rc != BMS_OK) {
+            return rc;
+        }
         if (v < 0) {
             return bms_diag_set(ld->diag, BMS_ERR_INVALID,
                                 "%s is produced by no node, input or "
@@ -783,24 +1059,20 @@ static enum bms_status prepare_nodes(struct bms_model *m,
 }
 
 
-static enum bms_status build_model(struct loader *ld,
-                                   const Onnx__ModelProto *mp)
+/* Load ld->g into ld->m up to prepared nodes, its operators checked: the
+ * part the model's graph and every subgraph share. */
+static enum bms_status build_graph(struct loader *ld)
 {
     size_t n_values_max = 0;
     enum bms_status rc;
 
-    rc = check_operators(ld);
-    if (rc == BMS_OK) {
-        rc = find_opset(mp, ld->m, ld->diag);
-    }
-    if (rc == BMS_OK) {
-        rc = check_counts(ld->g, &n_values_max, ld->diag);
-    }
+    rc = check_counts(ld->g, &n_values_max, ld->diag);
     if (rc != BMS_OK) {
         return rc;
     }
     ld->m->values = bms__pool_alloc(&ld->m->pool, (n_values_max + 1) *
                                     sizeof(*ld->m->values));
+    ld->values_cap = n_values_max;
     ld->map.cap = 16;
     while (ld->map.cap < 2 * n_values_max) {
         ld->map.cap *= 2;
@@ -821,6 +1093,22 @@ static enum bms_status build_model(struct loader *ld,
     }
     if (rc == BMS_OK) {
         rc = prepare_nodes(ld->m, ld->diag);
+    }
+    return rc;
+}
+
+
+static enum bms_status build_model(struct loader *ld,
+                                   const Onnx__ModelProto *mp)
+{
+    enum bms_status rc;
+
+    rc = check_operators(ld);
+    if (rc == BMS_OK) {
+        rc = find_opset(mp, ld->m, ld->diag);
+    }
+    if (rc == BMS_OK) {
+        rc = build_graph(ld);
     }
     if (rc == BMS_OK) {
         rc = bms__model_optimize(ld->m, ld->diag);

@@ -22,6 +22,12 @@ void bms_model_destroy(struct bms_model *model)
     for (int i = 0; i < model->n_nodes; i++) {
         bms__node_params_free(&model->nodes[i]);
     }
+    while (model->subgraphs != NULL) {
+        struct bms_model *next = model->subgraphs->next_subgraph;
+
+        bms_model_destroy(model->subgraphs);
+        model->subgraphs = next;
+    }
     bms__pool_fini(&model->pool);
     free(model);
 }

@@ -50,7 +50,10 @@ void bms__pool_fini(struct bms__pool *pool);
 enum bms__value_kind {
     BMS__VALUE_NODE = 0,         /* the output of one node */
     BMS__VALUE_INPUT = 1,        /* a graph input the caller feeds */
-    BMS__VALUE_CONST = 2         /* an initializer */
+    BMS__VALUE_CONST = 2,        /* an initializer */
+    BMS__VALUE_OUTER = 3         /* in a subgraph: a value of an enclosing
+                                  * graph, capture slot index of the node
+                                  * that owns the subgraph */
 };
 
 struct bms__value {
@@ -78,8 +81,40 @@ struct bms_model {
     struct bms_value_info *outputs;
     int max_node_inputs;         /* for the executor's pointer arrays */
     int max_node_outputs;
+    int depth;                   /* 0 for the model, 1 + for subgraphs */
+    /* The subgraphs of this graph's nodes (GRAPH attributes), each owned
+     * by the list and destroyed with the graph. */
+    struct bms_model *subgraphs;
+    struct bms_model *next_subgraph;
     struct bms__pool pool;       /* owns all of the above except params */
 };
+
+/* Deepest nesting of subgraphs (an If inside a Loop body is depth 2). */
+#define BMS__MAX_GRAPH_DEPTH 16
+
+/*
+ * Whether op runs subgraphs (If, Loop, Scan).  Such an operator has no
+ * use for infer at run time: the executor calls its run with out[]
+ * zeroed, and run sets each out[j]'s dtype, dims and data, the data from
+ * malloc, which the executor then owns (and frees, also after a failure).
+ * Its load-time infer only reports what is known without running.
+ */
+int bms__op_runs_graphs(const struct bms__op *op);
+
+/*
+ * Run a subgraph (a struct bms_model of depth > 0) in session, which was
+ * created for it.  inputs[i] goes to the subgraph's input i (a declared
+ * datatype must match; dims are not checked), captures[c] to its outer
+ * values of capture slot c (the trailing inputs of the node that owns
+ * the subgraph).  Outputs as bms_session_run: valid until session runs
+ * again or is destroyed.  BMS_ERR_INVALID, BMS_ERR_NOMEM or a kernel's
+ * status.
+ */
+enum bms_status bms__session_run_graph(struct bms_session *session,
+                                       const struct bms_tensor *inputs,
+                                       const struct bms_tensor *const *captures,
+                                       struct bms_tensor *outputs,
+                                       struct bms_diag *diag);
 
 /*
  * Decode one ONNX TensorProto (an Onnx__TensorProto, passed untyped so that

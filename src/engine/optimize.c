@@ -10,6 +10,13 @@
  * and value, so when a node is removed whose output is a graph output, the
  * node before it writes that value instead (its own output is dropped),
  * and a pass that cannot arrange this leaves the node alone.
+ *
+ * The transformer passes (GELU, MatMul epilogues, Add + LayerNorm) run
+ * before any shape is known, so they fuse only what stays exact for every
+ * dims a run may bring: scalars of rank 0, which broadcast without
+ * changing a shape; a bias as long as the rows of its weight initializer;
+ * a LayerNorm scale of more than one value, which only a row of exactly
+ * that length accepts.  The fused kernels check the rest at run time.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -33,6 +40,9 @@ struct opt {
     int n_folded;                /* nodes computed at load */
     int n_bn_folded;             /* BatchNormalization into Conv */
     int n_fused;                 /* activations into their producer */
+    int n_gelu;                  /* GELU patterns into bms.Gelu */
+    int n_matmul;                /* MatMuls that took in their neighbours */
+    int n_addnorm;               /* Add + LayerNormalization */
     int n_removed;               /* nodes no output needs */
     int n_freed;                 /* initializers nobody reads */
     size_t freed_size;           /* bytes */
@@ -238,6 +248,11 @@ static void drop_passthroughs(struct opt *o)
  * the caller may write). */
 static int foldable(const struct opt *o, const struct bms__node *node)
 {
+    /* A node that runs subgraphs is left to run time, whatever it reads
+     * (its run does not follow the kernel contract fold_node relies on). */
+    if (bms__op_runs_graphs(node->op)) {
+        return 0;
+    }
     for (size_t r = 0; r < sizeof(random_ops) / sizeof(random_ops[0]);
          r++) {
         if (op_is(node, random_ops[r])) {
@@ -608,6 +623,521 @@ static enum bms_status fuse_activations(struct opt *o)
 }
 
 
+/* ---- Helpers of the transformer passes -------------------------------- */
+
+/* The live node that writes v; -1 for inputs and initializers. */
+static int producer(const struct opt *o, int v)
+{
+    int p;
+
+    if (v < 0 || o->m->values[v].kind != BMS__VALUE_NODE) {
+        return -1;
+    }
+    p = o->m->values[v].index;
+    return o->dead[p] ? -1 : p;
+}
+
+
+/* Whether v is an F32 initializer of rank 0 (so that it broadcasts
+ * without changing any shape); its value in *f. */
+static int scalar_f32(const struct opt *o, int v, float *f)
+{
+    const struct bms_tensor *t;
+
+    if (!is_const(o, v)) {
+        return 0;
+    }
+    t = &o->m->values[v].t;
+    if (t->dtype != BMS_DTYPE_F32 || t->n_dims != 0) {
+        return 0;
+    }
+    *f = *(const float *)t->data;
+    return 1;
+}
+
+
+/* Whether v is an F32 scalar initializer within 1e-6 relative of want. */
+static int scalar_near(const struct opt *o, int v, float want)
+{
+    float f;
+
+    return scalar_f32(o, v, &f) && fabsf(f - want) <= 1e-6f * fabsf(want);
+}
+
+
+/* For a node of op_type with inputs {v, w} in either order and one
+ * output: w; -1 otherwise. */
+static int other_input(const struct bms__node *node, const char *op_type,
+                       int v)
+{
+    if (v < 0 || !op_is(node, op_type) || node->n_inputs != 2 ||
+        node->n_outputs != 1 || node->outputs[0] < 0) {
+        return -1;
+    }
+    if (node->inputs[0] == v && node->inputs[1] != v) {
+        return node->inputs[1];
+    }
+    if (node->inputs[1] == v && node->inputs[0] != v) {
+        return node->inputs[0];
+    }
+    return -1;
+}
+
+
+/* The one live node that reads v, when it is a node of op_type with v as
+ * input 0 (and, for binary ops, any input); -1 otherwise. */
+static int next_node(const struct opt *o, int v, const char *op_type)
+{
+    int r = only_reader(o, v);
+
+    if (r < 0 || !op_is(&o->m->nodes[r], op_type) ||
+        o->m->nodes[r].n_outputs != 1 || o->m->nodes[r].outputs[0] < 0) {
+        return -1;
+    }
+    return r;
+}
+
+
+/* Turn node i into op_type over inputs[0..n_inputs) and attrs, and
+ * prepare it again. */
+static enum bms_status become(struct opt *o, int i, const char *op_type,
+                              const int *inputs, int n_inputs,
+                              struct bms__attr *attrs, int n_attrs)
+{
+    struct bms__node *node = &o->m->nodes[i];
+    int *in = bms__pool_alloc(&o->m->pool,
+                              (size_t)(n_inputs + 1) * sizeof(int));
+
+    if (in == NULL) {
+        return bms_diag_set(o->diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    memcpy(in, inputs, (size_t)n_inputs * sizeof(int));
+    node->op_type = op_type;
+    node->op = bms__op_find(op_type);
+    node->inputs = in;
+    node->n_inputs = n_inputs;
+    node->attrs = attrs;
+    node->n_attrs = n_attrs;
+    node->fused = (struct bms__fused){BMS__ACT_NONE, 0.0f, 0.0f};
+    return prepare_again(node, o->diag);
+}
+
+
+/* ---- GELU ------------------------------------------------------------- */
+
+/* x where node d computes x / sqrt(2) or x * (1 / sqrt(2)); -1 if not. */
+static int gelu_scaled_input(const struct opt *o, const struct bms__node *d)
+{
+    if (d->n_inputs != 2 || d->n_outputs != 1) {
+        return -1;
+    }
+    if (op_is(d, "Div")) {
+        return scalar_near(o, d->inputs[1], (float)M_SQRT2) ? d->inputs[0]
+                                                           : -1;
+    }
+    if (!op_is(d, "Mul")) {
+        return -1;
+    }
+    if (scalar_near(o, d->inputs[1], (float)M_SQRT1_2)) {
+        return d->inputs[0];
+    }
+    return scalar_near(o, d->inputs[0], (float)M_SQRT1_2) ? d->inputs[1]
+                                                         : -1;
+}
+
+
+/*
+ * GELU as exported: d = x / sqrt(2), e = Erf(d), a = e + 1, then either
+ * (x * a) * 0.5 or (x * 0.5) * a.  For Erf node e, the last node of the
+ * pattern (which keeps its output), with x in *x and the four other nodes
+ * in dead[]; -1 when the nodes around e are no such GELU.
+ */
+static int match_gelu(const struct opt *o, int e, int *x, int *dead)
+{
+    const struct bms__node *nodes = o->m->nodes;
+    int d, a, m1, m2, h, c;
+
+    if (nodes[e].n_inputs != 1 || nodes[e].n_outputs != 1 ||
+        only_reader(o, nodes[e].inputs[0]) != e) {
+        return -1;
+    }
+    d = producer(o, nodes[e].inputs[0]);
+    *x = d >= 0 ? gelu_scaled_input(o, &nodes[d]) : -1;
+    a = next_node(o, nodes[e].outputs[0], "Add");
+    if (*x < 0 || a < 0 ||
+        !scalar_near(o, other_input(&nodes[a], "Add", nodes[e].outputs[0]),
+                     1.0f)) {
+        return -1;
+    }
+    m1 = next_node(o, nodes[a].outputs[0], "Mul");
+    c = m1 >= 0 ? other_input(&nodes[m1], "Mul", nodes[a].outputs[0]) : -1;
+    if (c < 0) {
+        return -1;
+    }
+    dead[0] = d;
+    dead[1] = e;
+    dead[2] = a;
+    if (c == *x) {
+        m2 = next_node(o, nodes[m1].outputs[0], "Mul");
+        if (m2 < 0 || !scalar_near(o, other_input(&nodes[m2], "Mul",
+                                                  nodes[m1].outputs[0]),
+                                   0.5f)) {
+            return -1;
+        }
+        dead[3] = m1;
+        return m2;
+    }
+    h = producer(o, c);
+    if (h < 0 || only_reader(o, c) != m1 ||
+        !scalar_near(o, other_input(&nodes[h], "Mul", *x), 0.5f)) {
+        return -1;
+    }
+    dead[3] = h;
+    return m1;
+}
+
+
+static enum bms_status fuse_gelus(struct opt *o)
+{
+    enum bms_status rc = BMS_OK;
+
+    count_readers(o);
+    for (int i = 0; i < o->m->n_nodes && rc == BMS_OK; i++) {
+        int dead[4];
+        int x;
+        int last;
+
+        if (o->dead[i] || !op_is(&o->m->nodes[i], "Erf")) {
+            continue;
+        }
+        last = match_gelu(o, i, &x, dead);
+        if (last < 0) {
+            continue;
+        }
+        for (int k = 0; k < 4; k++) {
+            o->dead[dead[k]] = 1;
+        }
+        rc = become(o, last, "bms.Gelu", &x, 1, NULL, 0);
+        o->n_gelu++;
+        count_readers(o);
+    }
+    return rc;
+}
+
+
+/* ---- MatMul with transposes, scale, bias and GELU ---------------------- */
+
+/* What fuses into one MatMul (see bms.MatMul in ops/fused.h). */
+struct mm_fusion {
+    int inputs[3];
+    int n_inputs;
+    int n_perm[3];               /* perm_a, perm_b, perm_y; 0: none */
+    int64_t perm[3][BMS_MAX_DIMS];
+    float alpha;
+    int gelu;
+    int out;                     /* the value the fused node writes */
+    int dead[8];
+    int n_dead;
+};
+
+
+/* The perm of Transpose node t when it is a permutation bms.MatMul takes
+ * for an operand (which 0, 1) or the product (which 2); 0 otherwise. */
+static int fusable_perm(const struct bms__node *t, int which, int64_t *perm)
+{
+    int seen[BMS_MAX_DIMS] = {0};
+    const int64_t *v;
+    int n;
+
+    if (t->n_inputs != 1 || t->n_outputs != 1 || t->outputs[0] < 0) {
+        return 0;
+    }
+    v = bms__attr_ints(t, "perm", &n);
+    if (v == NULL || n < 2 || n > BMS_MAX_DIMS) {
+        return 0;
+    }
+    for (int d = 0; d < n; d++) {
+        if (v[d] < 0 || v[d] >= n || seen[v[d]]) {
+            return 0;
+        }
+        seen[v[d]] = 1;
+        perm[d] = v[d];
+    }
+    if (v[n - 1] != n - 1 && (which == 2 || v[n - 2] != n - 1)) {
+        return 0;
+    }
+    return n;
+}
+
+
+/* Operand k of MatMul node i: read through the Transpose that feeds it
+ * when only this MatMul reads that Transpose. */
+static void mm_operand(const struct opt *o, int i, int k,
+                       struct mm_fusion *f)
+{
+    int v = o->m->nodes[i].inputs[k];
+    int t = producer(o, v);
+
+    f->inputs[k] = v;
+    f->n_perm[k] = 0;
+    if (t < 0 || !op_is(&o->m->nodes[t], "Transpose") ||
+        only_reader(o, v) != i) {
+        return;
+    }
+    f->n_perm[k] = fusable_perm(&o->m->nodes[t], k, f->perm[k]);
+    if (f->n_perm[k] > 0) {
+        f->inputs[k] = o->m->nodes[t].inputs[0];
+        f->dead[f->n_dead++] = t;
+    }
+}
+
+
+/* Whether v can be bms.MatMul's bias: a 1-D F32 initializer as long as
+ * the rows of B, itself an initializer read as it is, so that the Add
+ * broadcasts it along rows and changes no shape. */
+static int bias_fits_weights(const struct opt *o, const struct mm_fusion *f,
+                             int v)
+{
+    const struct bms_tensor *w;
+    const struct bms_tensor *b;
+
+    if (!is_const(o, v) || !is_const(o, f->inputs[1]) || f->n_perm[1] > 0) {
+        return 0;
+    }
+    w = &o->m->values[f->inputs[1]].t;
+    b = &o->m->values[v].t;
+    return b->dtype == BMS_DTYPE_F32 && b->n_dims == 1 && w->n_dims >= 2 &&
+           b->dims[0] == w->dims[w->n_dims - 1];
+}
+
+
+/* Absorb what follows the product, in the order bms.MatMul applies it:
+ * a scalar Div or Mul, an Add of a 1-D F32 initializer, bms.Gelu, a
+ * Transpose.  Each is optional; the first that does not fit ends it. */
+static void mm_epilogue(const struct opt *o, struct mm_fusion *f)
+{
+    const struct bms__node *nodes = o->m->nodes;
+    float s;
+    int r;
+    int b;
+
+    r = next_node(o, f->out, "Div");
+    if (r >= 0 && nodes[r].inputs[0] == f->out &&
+        scalar_f32(o, nodes[r].inputs[1], &s) && s != 0.0f && isfinite(s)) {
+        f->alpha = 1.0f / s;
+    } else {
+        r = next_node(o, f->out, "Mul");
+        if (r < 0 || !scalar_f32(o, other_input(&nodes[r], "Mul", f->out),
+                                 &s)) {
+            r = -1;
+        } else {
+            f->alpha = s;
+        }
+    }
+    if (r >= 0) {
+        f->dead[f->n_dead++] = r;
+        f->out = nodes[r].outputs[0];
+    }
+    r = next_node(o, f->out, "Add");
+    b = r >= 0 ? other_input(&nodes[r], "Add", f->out) : -1;
+    if (bias_fits_weights(o, f, b)) {
+        f->inputs[f->n_inputs++] = b;
+        f->dead[f->n_dead++] = r;
+        f->out = nodes[r].outputs[0];
+    }
+    r = next_node(o, f->out, "bms.Gelu");
+    if (r >= 0) {
+        f->gelu = 1;
+        f->dead[f->n_dead++] = r;
+        f->out = nodes[r].outputs[0];
+    }
+    r = next_node(o, f->out, "Transpose");
+    if (r >= 0) {
+        f->n_perm[2] = fusable_perm(&nodes[r], 2, f->perm[2]);
+        if (f->n_perm[2] > 0) {
+            f->dead[f->n_dead++] = r;
+            f->out = nodes[r].outputs[0];
+        }
+    }
+}
+
+
+/* The attributes of f for bms.MatMul, from the model's pool; NULL when
+ * memory runs out. */
+static struct bms__attr *mm_attrs(struct opt *o, const struct mm_fusion *f,
+                                  int *n_attrs)
+{
+    static const char *const names[3] = {"perm_a", "perm_b", "perm_y"};
+    struct bms__attr *attrs = bms__pool_alloc(&o->m->pool,
+                                              5 * sizeof(*attrs));
+    int n = 0;
+
+    if (attrs == NULL) {
+        return NULL;
+    }
+    for (int w = 0; w < 3; w++) {
+        size_t size = (size_t)f->n_perm[w] * sizeof(int64_t);
+        int64_t *ints;
+
+        if (f->n_perm[w] == 0) {
+            continue;
+        }
+        ints = bms__pool_alloc(&o->m->pool, size);
+        if (ints == NULL) {
+            return NULL;
+        }
+        memcpy(ints, f->perm[w], size);
+        attrs[n++] = (struct bms__attr){.name = names[w],
+                                        .type = BMS__ATTR_INTS,
+                                        .ints = ints, .n = f->n_perm[w]};
+    }
+    attrs[n++] = (struct bms__attr){.name = "alpha", .type = BMS__ATTR_FLOAT,
+                                    .f = f->alpha};
+    attrs[n++] = (struct bms__attr){.name = "gelu", .type = BMS__ATTR_INT,
+                                    .i = f->gelu};
+    *n_attrs = n;
+    return attrs;
+}
+
+
+static enum bms_status fuse_matmul(struct opt *o, int i)
+{
+    const struct bms__node *node = &o->m->nodes[i];
+    struct mm_fusion f = {.n_inputs = 2, .alpha = 1.0f};
+    struct bms__attr *attrs;
+    enum bms_status rc;
+    int n_attrs = 0;
+
+    if (node->n_inputs != 2 || node->n_outputs != 1 ||
+        node->outputs[0] < 0 || node->inputs[0] < 0 ||
+        node->inputs[1] < 0 || node->fused.act != BMS__ACT_NONE) {
+        return BMS_OK;
+    }
+    f.out = node->outputs[0];
+    mm_operand(o, i, 0, &f);
+    mm_operand(o, i, 1, &f);
+    mm_epilogue(o, &f);
+    if (f.n_dead == 0) {
+        return BMS_OK;
+    }
+    attrs = mm_attrs(o, &f, &n_attrs);
+    if (attrs == NULL) {
+        return bms_diag_set(o->diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    for (int k = 0; k < f.n_dead; k++) {
+        o->dead[f.dead[k]] = 1;
+    }
+    rc = become(o, i, "bms.MatMul", f.inputs, f.n_inputs, attrs, n_attrs);
+    if (f.out != o->m->nodes[i].outputs[0]) {
+        take_over(o, i, 0, f.out);
+    }
+    o->n_matmul++;
+    return rc;
+}
+
+
+static enum bms_status fuse_matmuls(struct opt *o)
+{
+    enum bms_status rc = BMS_OK;
+
+    count_readers(o);
+    for (int i = 0; i < o->m->n_nodes && rc == BMS_OK; i++) {
+        int before = o->n_matmul;
+
+        if (o->dead[i] || !op_is(&o->m->nodes[i], "MatMul")) {
+            continue;
+        }
+        rc = fuse_matmul(o, i);
+        if (o->n_matmul != before) {
+            count_readers(o);
+        }
+    }
+    return rc;
+}
+
+
+/* ---- Add + LayerNormalization ----------------------------------------- */
+
+/* Whether v is an F32 initializer of dims [n] with n > 1 (a LayerNorm
+ * scale or bias that can only match a row of exactly n). */
+static int row_initializer(const struct opt *o, int v)
+{
+    const struct bms_tensor *t;
+
+    if (!is_const(o, v)) {
+        return 0;
+    }
+    t = &o->m->values[v].t;
+    return t->dtype == BMS_DTYPE_F32 && t->n_dims == 1 && t->dims[0] > 1;
+}
+
+
+/* LayerNormalization node l over the last axis, with only its first
+ * output used, scale and bias of one row, fed by an Add it alone reads:
+ * that Add; -1 otherwise. */
+static int fusable_add(const struct opt *o, int l)
+{
+    const struct bms__node *ln = &o->m->nodes[l];
+    int a;
+
+    if (ln->n_inputs < 2 || ln->n_inputs > 3 ||
+        bms__attr_int(ln, "axis", -1) != -1 ||
+        bms__attr_int(ln, "stash_type", 1) != 1 ||
+        !row_initializer(o, ln->inputs[1]) ||
+        (ln->n_inputs == 3 && ln->inputs[2] >= 0 &&
+         !row_initializer(o, ln->inputs[2]))) {
+        return -1;
+    }
+    for (int j = 1; j < ln->n_outputs; j++) {
+        if (ln->outputs[j] >= 0) {
+            return -1;
+        }
+    }
+    a = producer(o, ln->inputs[0]);
+    if (a < 0 || only_reader(o, ln->inputs[0]) != l ||
+        !op_is(&o->m->nodes[a], "Add") || o->m->nodes[a].n_inputs != 2 ||
+        o->m->nodes[a].inputs[0] < 0 || o->m->nodes[a].inputs[1] < 0) {
+        return -1;
+    }
+    return a;
+}
+
+
+static enum bms_status fuse_add_layernorms(struct opt *o)
+{
+    enum bms_status rc = BMS_OK;
+
+    count_readers(o);
+    for (int l = 0; l < o->m->n_nodes && rc == BMS_OK; l++) {
+        struct bms__node *ln = &o->m->nodes[l];
+        int inputs[4];
+        int n = 3;
+        int a;
+
+        if (o->dead[l] || !op_is(ln, "LayerNormalization")) {
+            continue;
+        }
+        a = fusable_add(o, l);
+        if (a < 0) {
+            continue;
+        }
+        inputs[0] = o->m->nodes[a].inputs[0];
+        inputs[1] = o->m->nodes[a].inputs[1];
+        inputs[2] = ln->inputs[1];
+        if (ln->n_inputs == 3 && ln->inputs[2] >= 0) {
+            inputs[n++] = ln->inputs[2];
+        }
+        o->dead[a] = 1;
+        ln->n_outputs = 1;
+        rc = become(o, l, "bms.AddLayerNorm", inputs, n, ln->attrs,
+                    ln->n_attrs);
+        o->n_addnorm++;
+        count_readers(o);
+    }
+    return rc;
+}
+
+
 /* ---- Dead nodes and unread initializers ------------------------------- */
 
 /* Walk back from the graph outputs: a node lives if a needed value is one
@@ -795,6 +1325,15 @@ enum bms_status bms__model_optimize(struct bms_model *model,
         rc = fold_batchnorms(&o);
     }
     if (rc == BMS_OK) {
+        rc = fuse_gelus(&o);
+    }
+    if (rc == BMS_OK) {
+        rc = fuse_matmuls(&o);
+    }
+    if (rc == BMS_OK) {
+        rc = fuse_add_layernorms(&o);
+    }
+    if (rc == BMS_OK) {
         rc = fuse_activations(&o);
     }
     if (rc == BMS_OK) {
@@ -805,10 +1344,12 @@ enum bms_status bms__model_optimize(struct bms_model *model,
     if (rc == BMS_OK) {
         bms_log(BMS_LOG_DEBUG, "engine",
                 "msg=\"optimised\" nodes_before=%d nodes_after=%d "
-                "dropped=%d folded=%d bn_folded=%d fused=%d removed=%d "
+                "dropped=%d folded=%d bn_folded=%d fused=%d gelu=%d "
+                "matmul_fused=%d add_layernorm=%d removed=%d "
                 "freed_initializers=%d freed_bytes=%zu", n_before,
                 model->n_nodes, o.n_dropped, o.n_folded, o.n_bn_folded,
-                o.n_fused, o.n_removed, o.n_freed, o.freed_size);
+                o.n_fused, o.n_gelu, o.n_matmul, o.n_addnorm, o.n_removed,
+                o.n_freed, o.freed_size);
     }
     opt_fini(&o);
     return rc;

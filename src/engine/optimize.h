@@ -10,10 +10,14 @@
 /*
  * Rewrite the freshly loaded model in place: remove Identity and
  * inference Dropout nodes, fold nodes whose inputs are all constant into
- * initializers, fold a BatchNormalization into the Conv before it, fuse
- * a Relu, LeakyRelu, Clip, Sigmoid or Tanh into the Conv, Gemm or MatMul
- * that feeds it, remove nodes no graph output needs and free the
- * initializers nobody reads.  The graph's inputs, outputs and their names
+ * initializers, fold a BatchNormalization into the Conv before it, turn
+ * the exported erf GELU into bms.Gelu, fuse into a MatMul the Transposes
+ * of its operands, a following scalar Div or Mul, bias Add, GELU and
+ * Transpose (bms.MatMul), fuse an Add into the LayerNormalization it
+ * feeds (bms.AddLayerNorm; see ops/fused.h), fuse a Relu, LeakyRelu,
+ * Clip, Sigmoid or Tanh into the Conv, Gemm or MatMul that feeds it,
+ * remove nodes no graph output needs and free the initializers nobody
+ * reads.  The graph's inputs, outputs and their names
  * stay as they were, and the nodes stay topologically sorted.  Logs one
  * debug line with the counts.
  *

@@ -26,6 +26,13 @@
  * When a run needs more than the block holds, the rest comes from extra
  * blocks, and the next run replaces all of them by one block of the total,
  * so a warm session allocates nothing per run.
+ *
+ * A node that runs subgraphs (If, Loop, Scan) learns its output dims only
+ * by running: its kernel runs each subgraph in a session of its own
+ * (created for the call, plain allocation) and hands back malloc'ed
+ * results, which this session copies into the node's planned outputs.
+ * A subgraph's session reads the values its subgraph takes from outer
+ * scope straight from the enclosing session's tensors.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +71,8 @@ struct bms_session {
     const struct bms_model *model;
     struct bms__ctx ctx;
     unsigned char *is_view;      /* per node: output 0 shares input 0 */
+    unsigned char *is_control;   /* per node: runs subgraphs */
+    struct bms_tensor *results;  /* a control node's malloc'ed outputs */
     struct bms_tensor *vals;     /* per value: its tensor in this run */
     const struct bms_tensor **in;
     struct bms_tensor *out;
@@ -367,14 +376,20 @@ enum bms_status bms_session_create(const struct bms_model *model,
     s->block_size = calloc((size_t)model->n_values + 1, sizeof(size_t));
     s->owned = calloc((size_t)model->n_values + 1, 1);
     s->free_list = calloc(free_list_cap(model), sizeof(*s->free_list));
+    s->is_control = calloc((size_t)model->n_nodes + 1, 1);
+    s->results = calloc((size_t)model->max_node_outputs + 1,
+                        sizeof(*s->results));
     if (s->vals == NULL || s->in == NULL || s->out == NULL ||
         s->is_view == NULL || s->block_size == NULL || s->owned == NULL ||
-        s->free_list == NULL) {
+        s->free_list == NULL || s->is_control == NULL ||
+        s->results == NULL) {
         bms_session_destroy(s);
         return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
     for (int i = 0; i < model->n_nodes; i++) {
         s->is_view[i] = (unsigned char)is_view_op(model->nodes[i].op_type);
+        s->is_control[i] =
+            (unsigned char)bms__op_runs_graphs(model->nodes[i].op);
     }
     if (plan_release(s) != BMS_OK || init_slots(s) != BMS_OK) {
         bms_session_destroy(s);
@@ -401,6 +416,8 @@ void bms_session_destroy(struct bms_session *session)
     free(session->in);
     free(session->vals);
     free(session->is_view);
+    free(session->is_control);
+    free(session->results);
     free(session->release_first);
     free(session->release_vals);
     free(session->block_size);
@@ -542,6 +559,42 @@ static void keep_outputs(struct bms_session *s, const struct bms__node *node,
 }
 
 
+/* Run a node that runs subgraphs: its kernel sets the results' dims and
+ * malloc'ed data; they are copied into outputs taken like any node's. */
+static enum bms_status run_control(struct bms_session *s,
+                                   const struct bms__node *node,
+                                   size_t *sizes, struct bms_diag *diag)
+{
+    struct bms_tensor *res = s->results;
+    enum bms_status rc;
+
+    memset(res, 0, (size_t)node->n_outputs * sizeof(*res));
+    rc = node->op->run(node, s->in, res, &s->ctx);
+    if (rc != BMS_OK) {
+        rc = bms_diag_set(diag, rc, "run failed: %s", bms_status_name(rc));
+        goto out;
+    }
+    for (int j = 0; j < node->n_outputs; j++) {
+        s->out[j] = res[j];
+        s->out[j].data = NULL;
+    }
+    rc = take_outputs(s, node, 0, sizes, diag);
+    for (int j = 0; rc == BMS_OK && j < node->n_outputs; j++) {
+        size_t size = bms_tensor_size(&res[j]);
+
+        if (size > 0) {
+            memcpy(s->out[j].data, res[j].data, size);
+        }
+    }
+out:
+    for (int j = 0; j < node->n_outputs; j++) {
+        free(res[j].data);
+        res[j].data = NULL;
+    }
+    return rc;
+}
+
+
 static enum bms_status run_node(struct bms_session *s,
                                 const struct bms__node *node,
                                 struct bms_diag *diag)
@@ -563,16 +616,24 @@ static enum bms_status run_node(struct bms_session *s,
     view = s->is_view[i] && node->n_inputs > 0 && s->in[0] != NULL &&
            s->in[0]->data != NULL;
     memset(s->out, 0, (size_t)node->n_outputs * sizeof(*s->out));
-    rc = node->op->infer(node, s->in, s->out, diag);
-    if (rc == BMS_OK) {
-        rc = take_outputs(s, node, view, sizes, diag);
+    if (s->is_control[i]) {
+        rc = run_control(s, node, sizes, diag);
+        view = 0;
+    } else {
+        rc = node->op->infer(node, s->in, s->out, diag);
+        if (rc == BMS_OK) {
+            rc = take_outputs(s, node, view, sizes, diag);
+        }
+        if (rc == BMS_OK) {
+            rc = node->op->run(node, s->in, s->out, &s->ctx);
+            if (rc != BMS_OK) {
+                rc = bms_diag_set(diag, rc, "run failed: %s",
+                                  bms_status_name(rc));
+            }
+        }
     }
     if (rc != BMS_OK) {
         return rc;
-    }
-    rc = node->op->run(node, s->in, s->out, &s->ctx);
-    if (rc != BMS_OK) {
-        return bms_diag_set(diag, rc, "run failed: %s", bms_status_name(rc));
     }
     keep_outputs(s, node, view, sizes);
     release_after(s, i);
@@ -690,17 +751,46 @@ static void finish_run(struct bms_session *s)
 }
 
 
-enum bms_status bms_session_run(struct bms_session *session,
-                                const struct bms_tensor *inputs,
-                                struct bms_tensor *outputs,
-                                struct bms_diag *diag)
+/* A subgraph's input: the node feeding it checked the dims it cares
+ * about; a declared datatype must still hold. */
+static enum bms_status check_graph_input(const struct bms_value_info *info,
+                                         const struct bms_tensor *t,
+                                         struct bms_diag *diag)
+{
+    if (info->dtype != BMS_DTYPE_UNDEFINED && t->dtype != info->dtype) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "subgraph input '%s': datatype %s, the graph "
+                            "takes %s", info->name,
+                            bms_dtype_v2_name(t->dtype),
+                            bms_dtype_v2_name(info->dtype));
+    }
+    if (!bms__dims_valid(t) || (t->data == NULL && bms_tensor_numel(t) > 0)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "subgraph input '%s': bad dims or no data",
+                            info->name);
+    }
+    return BMS_OK;
+}
+
+
+/* Run the session's graph: inputs checked, outer values (subgraphs only)
+ * taken from captures. */
+static enum bms_status run_graph(struct bms_session *session,
+                                 const struct bms_tensor *inputs,
+                                 const struct bms_tensor *const *captures,
+                                 struct bms_tensor *outputs,
+                                 struct bms_diag *diag)
 {
     const struct bms_model *m = session->model;
     char label[160];
     enum bms_status rc;
 
     for (int i = 0; i < m->n_inputs; i++) {
-        rc = check_input(&m->inputs[i], &inputs[i], diag);
+        if (m->depth == 0) {
+            rc = check_input(&m->inputs[i], &inputs[i], diag);
+        } else {
+            rc = check_graph_input(&m->inputs[i], &inputs[i], diag);
+        }
         if (rc != BMS_OK) {
             return rc;
         }
@@ -708,6 +798,11 @@ enum bms_status bms_session_run(struct bms_session *session,
     start_run(session, inputs);
     for (int i = 0; i < m->n_inputs; i++) {
         session->vals[m->input_values[i]] = inputs[i];
+    }
+    for (int v = 0; v < m->n_values && captures != NULL; v++) {
+        if (m->values[v].kind == BMS__VALUE_OUTER) {
+            session->vals[v] = *captures[m->values[v].index];
+        }
     }
     for (int i = 0; i < m->n_nodes; i++) {
         const struct bms__node *node = &m->nodes[i];
@@ -724,6 +819,25 @@ enum bms_status bms_session_run(struct bms_session *session,
         finish_run(session);
     }
     return rc;
+}
+
+
+enum bms_status bms_session_run(struct bms_session *session,
+                                const struct bms_tensor *inputs,
+                                struct bms_tensor *outputs,
+                                struct bms_diag *diag)
+{
+    return run_graph(session, inputs, NULL, outputs, diag);
+}
+
+
+enum bms_status bms__session_run_graph(struct bms_session *session,
+                                       const struct bms_tensor *inputs,
+                                       const struct bms_tensor *const *captures,
+                                       struct bms_tensor *outputs,
+                                       struct bms_diag *diag)
+{
+    return run_graph(session, inputs, captures, outputs, diag);
 }
 
 

@@ -117,6 +117,9 @@ static int inputs_known(const struct infer_state *st,
 /* Shape reads only its input's dims, so it runs without input data. */
 static int can_evaluate(const struct pass *p, const struct bms__node *node)
 {
+    if (bms__op_runs_graphs(node->op)) {
+        return 0;                /* its run allocates its own outputs */
+    }
     if (strcmp(node->op_type, "Shape") == 0) {
         return 1;
     }

@@ -835,37 +835,141 @@ static enum bms_status transpose_infer(const struct bms__node *node,
 }
 
 
-/* Copy elements of esize bytes: dst walks the output in order, src
- * follows the input strides of the permuted axes. */
-static void transpose_copy(const struct bms_tensor *in,
-                           struct bms_tensor *out, const int *perm)
+/* The transpose reduced to its essentials: output axes of size 1 dropped
+ * and runs of output axes that are adjacent in the input too merged.
+ * Fills the output dims and each one's input stride (elements); returns
+ * their count, at least 1. */
+static int transpose_merge(const struct bms_tensor *in, const int *perm,
+                           int64_t *dims, int64_t *strides)
 {
-    size_t esize = bms_dtype_size(in->dtype);
-    int rank = in->n_dims;
     int64_t in_stride[BMS_MAX_DIMS];
-    int64_t stride[BMS_MAX_DIMS];
-    int64_t pos[BMS_MAX_DIMS] = {0};
-    int64_t n = bms_tensor_numel(out);
-    const char *src = in->data;
-    char *dst = out->data;
-    int64_t off = 0;
+    int rank = in->n_dims;
+    int n = 0;
 
     in_stride[rank - 1] = 1;
     for (int d = rank - 2; d >= 0; d--) {
         in_stride[d] = in_stride[d + 1] * in->dims[d + 1];
     }
     for (int d = 0; d < rank; d++) {
-        stride[d] = in_stride[perm[d]];
+        int64_t size = in->dims[perm[d]];
+        int64_t stride = in_stride[perm[d]];
+
+        if (size == 1) {
+            continue;
+        }
+        if (n > 0 && strides[n - 1] == stride * size) {
+            dims[n - 1] *= size;
+            strides[n - 1] = stride;
+            continue;
+        }
+        dims[n] = size;
+        strides[n] = stride;
+        n++;
     }
-    for (int64_t i = 0; i < n; i++) {
-        memcpy(dst + (size_t)i * esize, src + (size_t)off * esize, esize);
-        /* Step the output position like an odometer. */
-        for (int d = rank - 1; d >= 0; d--) {
-            off += stride[d];
-            if (++pos[d] < out->dims[d]) {
+    if (n == 0) {
+        dims[0] = 1;
+        strides[0] = 1;
+        n = 1;
+    }
+    return n;
+}
+
+
+/* Output rows x cols from src, whose rows and columns lie rs and cs
+ * elements apart, in square tiles so that both sides stay in cache. */
+#define TILE 16
+#define TILE_COPY(fname, T)                                                 \
+    static void fname(T *dst, const T *src, int64_t rows, int64_t cols,     \
+                      int64_t rs, int64_t cs)                               \
+    {                                                                       \
+        for (int64_t i0 = 0; i0 < rows; i0 += TILE) {                       \
+            int64_t i1 = i0 + TILE < rows ? i0 + TILE : rows;               \
+                                                                            \
+            for (int64_t j0 = 0; j0 < cols; j0 += TILE) {                   \
+                int64_t j1 = j0 + TILE < cols ? j0 + TILE : cols;           \
+                                                                            \
+                for (int64_t i = i0; i < i1; i++) {                         \
+                    for (int64_t j = j0; j < j1; j++) {                     \
+                        dst[i * cols + j] = src[i * rs + j * cs];           \
+                    }                                                       \
+                }                                                           \
+            }                                                               \
+        }                                                                   \
+    }
+
+TILE_COPY(tile_copy_1, uint8_t)
+TILE_COPY(tile_copy_2, uint16_t)
+TILE_COPY(tile_copy_4, uint32_t)
+TILE_COPY(tile_copy_8, uint64_t)
+
+
+/* One output matrix of the transpose, elements of esize bytes. */
+static void copy_matrix(char *dst, const char *src, size_t esize,
+                        int64_t rows, int64_t cols, int64_t rs, int64_t cs)
+{
+    switch (esize) {
+    case 1:
+        tile_copy_1((void *)dst, (const void *)src, rows, cols, rs, cs);
+        break;
+    case 2:
+        tile_copy_2((void *)dst, (const void *)src, rows, cols, rs, cs);
+        break;
+    case 4:
+        tile_copy_4((void *)dst, (const void *)src, rows, cols, rs, cs);
+        break;
+    case 8:
+        tile_copy_8((void *)dst, (const void *)src, rows, cols, rs, cs);
+        break;
+    default:
+        for (int64_t i = 0; i < rows; i++) {
+            for (int64_t j = 0; j < cols; j++) {
+                memcpy(dst + (size_t)(i * cols + j) * esize,
+                       src + (size_t)(i * rs + j * cs) * esize, esize);
+            }
+        }
+        break;
+    }
+}
+
+
+/* dst walks the output in order.  When the last output axis is
+ * contiguous in the input too, each output row is one memcpy; otherwise
+ * the last two output axes are copied as tiled matrices. */
+static void transpose_copy(const struct bms_tensor *in,
+                           struct bms_tensor *out, const int *perm)
+{
+    size_t esize = bms_dtype_size(in->dtype);
+    int64_t dims[BMS_MAX_DIMS];
+    int64_t strides[BMS_MAX_DIMS];
+    int64_t pos[BMS_MAX_DIMS] = {0};
+    int n = transpose_merge(in, perm, dims, strides);
+    int inner = strides[n - 1] == 1 || n == 1 ? 1 : 2;
+    int64_t rows = inner == 2 ? dims[n - 2] : 1;
+    int64_t cols = dims[n - 1];
+    int64_t n_outer = 1;
+    const char *src = in->data;
+    char *dst = out->data;
+
+    for (int d = 0; d < n - inner; d++) {
+        n_outer *= dims[d];
+    }
+    for (int64_t t = 0; t < n_outer; t++) {
+        int64_t off = 0;
+
+        for (int d = 0; d < n - inner; d++) {
+            off += pos[d] * strides[d];
+        }
+        if (inner == 1) {
+            memcpy(dst, src + (size_t)off * esize, (size_t)cols * esize);
+        } else {
+            copy_matrix(dst, src + (size_t)off * esize, esize, rows, cols,
+                        strides[n - 2], strides[n - 1]);
+        }
+        dst += (size_t)(rows * cols) * esize;
+        for (int d = n - inner - 1; d >= 0; d--) {
+            if (++pos[d] < dims[d]) {
                 break;
             }
-            off -= stride[d] * pos[d];
             pos[d] = 0;
         }
     }

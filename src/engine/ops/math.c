@@ -5,8 +5,10 @@
  */
 #include <stdio.h>
 
+#include "engine/ops/fused.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/ops_more.h"
+#include "engine/ops/control.h"
 
 #define BINARY(name) \
     {name, bms__binary_prepare, bms__binary_infer, bms__binary_run}
@@ -21,6 +23,9 @@
 
 const struct bms__op bms__ops_math[] = {
     BINARY("Add"),
+    ENTRY("If", bms__if),
+    ENTRY("Loop", bms__loop),
+    ENTRY("Scan", bms__scan),
     BINARY("Sub"),
     BINARY("Mul"),
     BINARY("Div"),
@@ -156,6 +161,9 @@ const struct bms__op bms__ops_math[] = {
     ENTRY("Unique", bms__unique),
     ENTRY("Det", bms__det),
     ENTRY("MaxUnpool", bms__unpool),
+    ENTRY("bms.Gelu", bms__gelu),
+    ENTRY("bms.MatMul", bms__fmatmul),
+    ENTRY("bms.AddLayerNorm", bms__addnorm),
     {NULL, NULL, NULL, NULL}
 };
 

@@ -5,7 +5,10 @@
  *
  * Means and variances are taken in double with two passes over each
  * group (mean first, then the squared deviations), which stays accurate
- * for groups with a large common offset.
+ * for groups with a large common offset.  F32 LayerNormalization with a
+ * scale and bias of one row each (the usual case) runs row by row in
+ * float through bms__vec_layernorm, still in two passes, as ONNX's
+ * stash_type 1 function body computes it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +17,7 @@
 #include "engine/ops/elem.h"
 #include "engine/ops/kernels.h"
 #include "engine/ops/ops_more.h"
+#include "engine/ops/vecmath.h"
 
 
 static int is_op(const struct bms__node *node, const char *name)
@@ -168,6 +172,43 @@ static void moments(const struct bms_tensor *x, int64_t base, int64_t n,
 }
 
 
+/* F32 LayerNormalization whose scale (and bias) hold exactly one row
+ * each, row by row in single precision as the stash_type 1 function body
+ * defines it; 0 when the operands take the general path. */
+static int layernorm_rows_f32(const struct bms__node *node,
+                              const struct bms_tensor *const *in,
+                              struct bms_tensor *out, int64_t outer,
+                              int64_t n)
+{
+    const struct bms_tensor *x = in[0];
+    const struct bms_tensor *bias = node->n_inputs > 2 ? in[2] : NULL;
+    float eps = bms__attr_float(node, "epsilon", 1e-5f);
+    float *mean = node->n_outputs > 1 ? out[1].data : NULL;    /* or NULL */
+    float *inv_std = node->n_outputs > 2 ? out[2].data : NULL;
+
+    if (x->dtype != BMS_DTYPE_F32 || n < 1 || bms_tensor_numel(in[1]) != n ||
+        (bias != NULL && bms_tensor_numel(bias) != n)) {
+        return 0;
+    }
+    for (int64_t o = 0; o < outer; o++) {
+        float m;
+        float inv;
+
+        bms__vec_layernorm((float *)out[0].data + o * n,
+                           (const float *)x->data + o * n, NULL,
+                           in[1]->data, bias != NULL ? bias->data : NULL, n,
+                           eps, &m, &inv);
+        if (mean != NULL) {
+            mean[o] = m;
+        }
+        if (inv_std != NULL) {
+            inv_std[o] = inv;
+        }
+    }
+    return 1;
+}
+
+
 static void layernorm_run(const struct bms__node *node,
                           const struct bms_tensor *const *in,
                           struct bms_tensor *out)
@@ -185,6 +226,9 @@ static void layernorm_run(const struct bms__node *node,
     n = bms__math_span(x->dims, axis, x->n_dims);
     if (n_ops == 2) {
         ops[1] = in[2];
+    }
+    if (layernorm_rows_f32(node, in, out, outer, n)) {
+        return;
     }
     for (int64_t o = 0; o < outer; o++) {
         struct bms__iter it;
@@ -288,6 +332,11 @@ static void mvn_run(const struct bms__node *node, const struct bms_tensor *x,
         }
     }
     n_groups = bms_tensor_numel(&kept);
+    /* An empty input has no groups to normalise (and kept may count more
+     * elements than x: a 0 dim reduced away becomes 1). */
+    if (n == 0) {
+        return;
+    }
     sum = scratch;
     sq = scratch + n_groups;
     memset(scratch, 0, sizeof(double) * 2 * (size_t)n_groups);

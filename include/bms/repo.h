@@ -33,6 +33,27 @@ struct bms_manifest_dep {
     char *script;
 };
 
+/* Most preferred batch sizes a manifest may list. */
+#define BMS_SCHED_MAX_PREFERRED 16
+
+/*
+ * How the scheduler serves one model version: the "scheduling" object of
+ * config.json.  bms_sched_config_default gives the values a manifest
+ * without the object (or without a field of it) gets.
+ */
+struct bms_sched_config {
+    int max_queue_size;          /* requests waiting to run; default 256 */
+    int max_batch_size;          /* items merged into one run; 0: off */
+    int64_t max_queue_delay_us;  /* wait for a fuller batch; default 500 */
+    int preferred_batch_sizes[BMS_SCHED_MAX_PREFERRED];
+    int n_preferred;
+    int instances;               /* worker threads, a session each; 1 */
+    int max_concurrency;         /* requests queued or running; 0: none */
+};
+
+/* Fill config with the defaults above. */
+void bms_sched_config_default(struct bms_sched_config *config);
+
 struct bms_manifest {
     char *name;
     char *version;               /* the manifest's own label, e.g. "1.0" */
@@ -45,12 +66,14 @@ struct bms_manifest {
     struct bms_manifest_dep *deps;   /* kept and shown, never executed */
     int n_deps;
     char *json;                  /* the document as read (or as made) */
+    struct bms_sched_config sched;   /* "scheduling", defaults filled in */
 };
 
 /*
  * Parse config.json.  Unknown fields are ignored; a known field of the wrong
  * type or value fails with BMS_ERR_INVALID and a message naming the field
- * ("inputs[0].size: expected an array of positive integers").
+ * ("inputs[0].size: expected an array of positive integers",
+ * "scheduling.max_batch_size: expected an integer in 0..65536").
  */
 enum bms_status bms_manifest_parse(const char *json, size_t len,
                                    struct bms_manifest **out,
@@ -66,8 +89,9 @@ enum bms_status bms_manifest_from_model(const struct bms_model *model,
  * Check a manifest against the loaded graph: every declared input and
  * output exists in the graph with a compatible type and shape (the graph has
  * one batch dimension in front of "size"), a classifier's class count
- * matches the graph output's last dimension.  BMS_ERR_INVALID names the
- * manifest field on a mismatch.
+ * matches the graph output's last dimension, and batching is only asked of
+ * a graph whose every input has an open first dimension.  BMS_ERR_INVALID
+ * names the manifest field on a mismatch.
  */
 enum bms_status bms_manifest_check(const struct bms_manifest *manifest,
                                    const struct bms_model *model,

@@ -7,6 +7,7 @@
 
 #include "bms/base.h"
 #include "bms/repo.h"
+#include "bms/sched.h"
 #include "bms/store.h"
 
 /* The bms release, as `GET /v2` and `bms version` report it. */
@@ -15,9 +16,12 @@
 struct bms_server_config {
     const char *address;     /* IPv4 address to bind; NULL: 127.0.0.1 */
     int port;                /* 0 picks a free port */
-    int n_threads;           /* request threads; 0: a default */
+    int n_threads;           /* request threads; 0: a default (64 or
+                              * more with a scheduler) */
     size_t max_body_size;    /* bytes; 0: 64 MiB */
     struct bms_repo *repo;   /* borrowed, must outlive the server */
+    struct bms_sched *sched; /* borrowed, may be NULL: infer on the
+                              * request thread; must outlive the server */
     struct bms_store *store; /* borrowed, may be NULL */
 };
 

@@ -8,6 +8,7 @@
 
 #include "bms/base.h"
 #include "bms/repo.h"
+#include "bms/sched.h"
 
 /*
  * Run one infer request (a v2 JSON body) on served and append the JSON
@@ -19,10 +20,54 @@ enum bms_status bms_v2_infer(struct bms_served *served, const char *body,
                              size_t len, struct bms_buf *out,
                              struct bms_diag *diag);
 
-/* Append the model metadata response for served. */
+/*
+ * An infer request split in two, for callers that run it elsewhere (the
+ * scheduler): parse and check it against served, run the inputs, answer
+ * with the outputs.  bms_v2_infer is the two with a run in between.
+ */
+struct bms_v2_call;
+
+/*
+ * Parse a v2 JSON body and check it against served's graph and manifest.
+ * On success *out owns a new call (free it with bms_v2_call_destroy); it
+ * borrows served.  Fails as bms_v2_infer does before running.
+ * Thread-safe.
+ */
+enum bms_status bms_v2_call_parse(struct bms_served *served,
+                                  const char *body, size_t len,
+                                  struct bms_v2_call **out,
+                                  struct bms_diag *diag);
+
+/* The call's input tensors, one per graph input in graph order; they
+ * live as long as the call. */
+const struct bms_tensor *bms_v2_call_inputs(const struct bms_v2_call *call);
+
+/* The request's `parameters.timeout_ms`; 0 when it gives none. */
+int64_t bms_v2_call_timeout_ms(const struct bms_v2_call *call);
+
+/*
+ * Append the JSON response for outputs (one per graph output, as
+ * bms_session_run gives them) to out.  On failure out is left as it was.
+ */
+enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
+                                    const struct bms_tensor *outputs,
+                                    struct bms_buf *out,
+                                    struct bms_diag *diag);
+
+void bms_v2_call_destroy(struct bms_v2_call *call);  /* accepts NULL */
+
+/* Append the model metadata response for served, as the graph and the
+ * manifest describe it (without "scheduling"). */
 enum bms_status bms_v2_model_metadata(const struct bms_repo *repo,
                                       const struct bms_served *served,
                                       struct bms_buf *out);
+
+/* The same with a "scheduling" object: the manifest's scheduling fields
+ * and, when st is not NULL, the scheduler's counters as its "stats". */
+enum bms_status bms_v2_model_metadata_stats(const struct bms_repo *repo,
+                                            const struct bms_served *served,
+                                            const struct bms_sched_stats *st,
+                                            struct bms_buf *out);
 
 /* Append {"error": "<msg>"} with msg escaped. */
 enum bms_status bms_v2_error(struct bms_buf *out, const char *msg);

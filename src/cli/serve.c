@@ -1,8 +1,9 @@
 /*
  * `bms serve`: open the store and the repository, record the manifests of
- * the ready models, serve them over HTTP until SIGINT or SIGTERM, then
- * stop in order so that requests in flight finish and every request
- * record reaches the disk.
+ * the ready models, start the scheduler (a queue and instances per ready
+ * version), serve them over HTTP until SIGINT or SIGTERM, then stop in
+ * order (server, scheduler, store, repository) so that requests in flight
+ * finish and every request record reaches the disk.
  *
  * The two signals are blocked before any thread starts, so every thread
  * inherits the mask and only the main thread's sigwait receives them.
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 
 #include "bms/repo.h"
+#include "bms/sched.h"
 #include "bms/server.h"
 #include "bms/store.h"
 #include "cli/cli.h"
@@ -215,19 +217,26 @@ static int run_server(const struct serve_opts *opts, struct bms_repo *repo,
 {
     struct bms_server_config config;
     struct bms_server *server = NULL;
+    struct bms_sched *sched = NULL;
     struct bms_diag diag;
     int n_ready = record_models(repo, store);
     int sig = 0;
 
+    diag.msg[0] = '\0';
+    if (bms_sched_create(repo, 0, &sched, &diag) != BMS_OK) {
+        return fail("cannot start the scheduler", diag.msg);
+    }
     memset(&config, 0, sizeof(config));
     config.address = opts->address;
     config.port = opts->port;
     config.n_threads = opts->n_threads;
     config.max_body_size = opts->max_body_size;
     config.repo = repo;
+    config.sched = sched;
     config.store = store;
     diag.msg[0] = '\0';
     if (bms_server_start(&config, &server, &diag) != BMS_OK) {
+        bms_sched_destroy(sched);
         return fail("cannot start the server", diag.msg);
     }
     bms_log(BMS_LOG_INFO, "cli", "msg=\"listening\" address=%s port=%d "
@@ -239,6 +248,7 @@ static int run_server(const struct serve_opts *opts, struct bms_repo *repo,
     bms_log(BMS_LOG_INFO, "cli", "msg=\"stopping\" signal=%s",
             sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "?");
     bms_server_stop(server);
+    bms_sched_destroy(sched);
     return BMS__EXIT_OK;
 }
 

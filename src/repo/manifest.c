@@ -23,6 +23,13 @@
 #define MAX_DEPS 1024
 #define PATH_SIZE 64             /* "outputs[1023].classes[1048575]" fits */
 
+/* The ranges of the "scheduling" fields. */
+#define SCHED_QUEUE_MAX 1000000
+#define SCHED_BATCH_MAX 65536
+#define SCHED_DELAY_MAX_US 10000000      /* 10 s */
+#define SCHED_INSTANCES_MAX 64
+#define SCHED_CONCURRENCY_MAX 1000000
+
 /* The manifest's names for datatypes.  The first name of a datatype is
  * the one bms writes; the v2 names (FP32, INT64, ...) are accepted too. */
 static const struct {
@@ -394,6 +401,131 @@ static enum bms_status parse_deps(yajl_val root, struct bms_manifest *m,
 }
 
 
+/* ---- "scheduling" ---- */
+
+void bms_sched_config_default(struct bms_sched_config *config)
+{
+    memset(config, 0, sizeof(*config));
+    config->max_queue_size = 256;
+    config->max_batch_size = 0;
+    config->max_queue_delay_us = 500;
+    config->instances = 1;
+    config->max_concurrency = 0;
+}
+
+
+/* An integer field of "scheduling" in min..max; *out keeps its default
+ * when the field is absent. */
+static enum bms_status get_sched_int(yajl_val obj, const char *key,
+                                     int64_t min, int64_t max, int64_t *out,
+                                     struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, key);
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < min ||
+        YAJL_GET_INTEGER(v) > max) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.%s: expected "
+                            "an integer in %lld..%lld", key, (long long)min,
+                            (long long)max);
+    }
+    *out = YAJL_GET_INTEGER(v);
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_preferred(yajl_val obj,
+                                       struct bms_sched_config *c,
+                                       struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, "preferred_batch_sizes");
+    size_t len;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_ARRAY(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.preferred_"
+                            "batch_sizes: expected an array of integers");
+    }
+    len = v->u.array.len;
+    if (len > 0 && c->max_batch_size == 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.preferred_"
+                            "batch_sizes: needs batching on "
+                            "(max_batch_size > 0)");
+    }
+    if (len > BMS_SCHED_MAX_PREFERRED) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.preferred_"
+                            "batch_sizes: %zu sizes, at most %d", len,
+                            BMS_SCHED_MAX_PREFERRED);
+    }
+    for (size_t i = 0; i < len; i++) {
+        yajl_val d = v->u.array.values[i];
+
+        if (!YAJL_IS_INTEGER(d) || YAJL_GET_INTEGER(d) < 1 ||
+            YAJL_GET_INTEGER(d) > c->max_batch_size) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.preferred"
+                                "_batch_sizes[%zu]: expected an integer in "
+                                "1..%d (max_batch_size)", i,
+                                c->max_batch_size);
+        }
+        c->preferred_batch_sizes[i] = (int)YAJL_GET_INTEGER(d);
+    }
+    c->n_preferred = (int)len;
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
+                                   struct bms_diag *diag)
+{
+    yajl_val v = obj_get(root, "scheduling");
+    int64_t queue = c->max_queue_size;
+    int64_t batch = c->max_batch_size;
+    int64_t delay = c->max_queue_delay_us;
+    int64_t instances = c->instances;
+    int64_t concurrency = c->max_concurrency;
+    enum bms_status rc;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_OBJECT(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling: expected an "
+                            "object");
+    }
+    rc = get_sched_int(v, "max_queue_size", 1, SCHED_QUEUE_MAX, &queue,
+                       diag);
+    if (rc == BMS_OK) {
+        rc = get_sched_int(v, "max_batch_size", 0, SCHED_BATCH_MAX, &batch,
+                           diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_sched_int(v, "max_queue_delay_us", 0, SCHED_DELAY_MAX_US,
+                           &delay, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_sched_int(v, "instances", 1, SCHED_INSTANCES_MAX,
+                           &instances, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_sched_int(v, "max_concurrency", 0, SCHED_CONCURRENCY_MAX,
+                           &concurrency, diag);
+    }
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    c->max_queue_size = (int)queue;
+    c->max_batch_size = (int)batch;
+    c->max_queue_delay_us = delay;
+    c->instances = (int)instances;
+    c->max_concurrency = (int)concurrency;
+    return parse_preferred(v, c, diag);
+}
+
+
 static enum bms_status parse_root(yajl_val root, struct bms_manifest *m,
                                   struct bms_diag *diag)
 {
@@ -418,6 +550,9 @@ static enum bms_status parse_root(yajl_val root, struct bms_manifest *m,
     }
     if (rc == BMS_OK) {
         rc = parse_deps(root, m, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_sched(root, &m->sched, diag);
     }
     return rc;
 }
@@ -485,6 +620,7 @@ enum bms_status bms_manifest_parse(const char *json, size_t len,
     }
     m->json = text;
     text = NULL;
+    bms_sched_config_default(&m->sched);
     rc = parse_root(root, m, diag);
 
 out:
@@ -660,6 +796,7 @@ enum bms_status bms_manifest_from_model(const struct bms_model *model,
     if (m == NULL) {
         return bms_diag_set(diag, rc, "manifest: out of memory");
     }
+    bms_sched_config_default(&m->sched);
     m->name = copy_string(name != NULL ? name : "");
     m->version = copy_string("");
     m->description = copy_string("");
@@ -833,6 +970,29 @@ static int manifest_declares(const struct bms_manifest *m, const char *name)
 }
 
 
+/* Requests are merged along the first dimension, so batching needs every
+ * graph input to leave that dimension open. */
+static enum bms_status check_batching(const struct bms_manifest *manifest,
+                                      const struct bms_model *model,
+                                      struct bms_diag *diag)
+{
+    if (manifest->sched.max_batch_size == 0) {
+        return BMS_OK;
+    }
+    for (int i = 0; i < bms_model_n_inputs(model); i++) {
+        const struct bms_value_info *vi = bms_model_input(model, i);
+
+        if (vi->n_dims == 0 || (vi->n_dims > 0 && vi->dims[0] >= 0)) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.max_"
+                                "batch_size: batching needs an open first "
+                                "(batch) dimension, but graph input '%s' "
+                                "has none", vi->name);
+        }
+    }
+    return BMS_OK;
+}
+
+
 enum bms_status bms_manifest_check(const struct bms_manifest *manifest,
                                    const struct bms_model *model,
                                    struct bms_diag *diag)
@@ -853,6 +1013,11 @@ enum bms_status bms_manifest_check(const struct bms_manifest *manifest,
         if (rc != BMS_OK) {
             return rc;
         }
+    }
+
+    rc = check_batching(manifest, model, diag);
+    if (rc != BMS_OK) {
+        return rc;
     }
 
     /* A request must give every graph input, so the manifest must say what

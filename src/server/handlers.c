@@ -4,6 +4,9 @@
  * body, resolving the model version through the repository; the v2 JSON
  * work itself is bms_v2_*.  Nothing here knows about sockets.
  *
+ * With a scheduler, inference is parsed here, queued, waited for with its
+ * deadline and answered here; without one it runs on this thread.
+ *
  * Resolution order for a model route: an unknown name is 404; a named
  * version that is ready answers; a named version that failed to load is
  * 503 with its reason; any other named version is 404.  Without a version
@@ -18,6 +21,9 @@
 #include "server/v2_json.h"
 
 static const char nomem_body[] = "{\"error\": \"out of memory\"}";
+
+/* The longest deadline a request may ask for: one day (milliseconds). */
+#define TIMEOUT_MAX_MS ((int64_t)24 * 3600 * 1000)
 
 /* The outcome of resolving a model route to one version. */
 struct resolved {
@@ -168,17 +174,24 @@ static void handle_model_ready(struct bms_repo *repo,
 }
 
 
-static void handle_model(struct bms_repo *repo,
+static void handle_model(const struct bms__context *ctx,
                          const struct bms__route *route,
                          struct bms__reply *reply)
 {
+    struct bms_sched_stats stats;
+    const struct bms_sched_stats *st = NULL;
     struct resolved res;
     enum bms_status rc;
 
-    if (resolve(repo, route, &res, reply) != 0) {
+    if (resolve(ctx->repo, route, &res, reply) != 0) {
         return;
     }
-    rc = bms_v2_model_metadata(repo, res.served, &reply->body);
+    if (ctx->sched != NULL &&
+        bms_sched_stats(ctx->sched, res.served, &stats) == BMS_OK) {
+        st = &stats;
+    }
+    rc = bms_v2_model_metadata_stats(ctx->repo, res.served, st,
+                                     &reply->body);
     if (rc != BMS_OK) {
         bms__reply_error(reply, bms__http_status(rc),
                          "model metadata could not be built");
@@ -188,7 +201,124 @@ static void handle_model(struct bms_repo *repo,
 }
 
 
-static void handle_infer(struct bms_repo *repo,
+/* Answer a failed infer step with its message (or the status's name). */
+static void reply_failed(struct bms__reply *reply, enum bms_status rc,
+                         struct bms_diag *diag)
+{
+    if (diag->msg[0] == '\0') {
+        snprintf(diag->msg, sizeof(diag->msg), "inference failed: %s",
+                 bms_status_name(rc));
+    }
+    bms__reply_error(reply, bms__http_status(rc), diag->msg);
+}
+
+
+/* The Timeout-Ms header: 1 to 86400000 decimal digits' worth of
+ * milliseconds.  Returns -1 when it is malformed. */
+static int64_t parse_timeout_header(const char *s)
+{
+    int64_t v = 0;
+    size_t n = 0;
+
+    for (; s[n] != '\0'; n++) {
+        if (s[n] < '0' || s[n] > '9' || n >= 9) {
+            return -1;
+        }
+        v = v * 10 + (s[n] - '0');
+    }
+    return n == 0 || v == 0 || v > TIMEOUT_MAX_MS ? -1 : v;
+}
+
+
+/* The deadline of a call (0: none given).  Returns -1 after answering a
+ * malformed Timeout-Ms header with 400. */
+static int64_t call_deadline(const struct bms__context *ctx,
+                             const struct bms_v2_call *call,
+                             struct bms__reply *reply)
+{
+    int64_t ms = bms_v2_call_timeout_ms(call);
+
+    if (ctx->timeout_header != NULL) {
+        int64_t h = parse_timeout_header(ctx->timeout_header);
+
+        if (h < 0) {
+            bms__reply_error(reply, 400, "Timeout-Ms: expected an integer "
+                             "in 1..86400000 (milliseconds)");
+            return -1;
+        }
+        ms = ms == 0 || h < ms ? h : ms;
+    }
+    return ms > 0 ? ctx->start_us + ms * 1000 : 0;
+}
+
+
+/* A request the scheduler did not run: 504 past the deadline, else 503
+ * (with Retry-After when the model is only busy). */
+static void reply_refused(struct bms__reply *reply,
+                          const struct bms_sched_result *result)
+{
+    switch (result->refusal) {
+    case BMS_SCHED_DEADLINE:
+        bms__reply_error(reply, 504, "deadline passed before the model "
+                         "answered");
+        return;
+    case BMS_SCHED_QUEUE_FULL:
+        bms__reply_error(reply, 503, "the model's queue is full");
+        reply->retry_after_s = BMS_SCHED_RETRY_AFTER_S;
+        return;
+    case BMS_SCHED_OVER_LIMIT:
+        bms__reply_error(reply, 503, "the model's concurrency limit is "
+                         "reached");
+        reply->retry_after_s = BMS_SCHED_RETRY_AFTER_S;
+        return;
+    case BMS_SCHED_STOPPING:
+    case BMS_SCHED_ANSWERED:
+        break;
+    }
+    bms__reply_error(reply, 503, "server is stopping");
+}
+
+
+/* Infer through the scheduler. */
+static void infer_queued(const struct bms__context *ctx,
+                         struct bms_served *served, const char *body,
+                         size_t body_len, struct bms__reply *reply)
+{
+    struct bms_sched_result result;
+    struct bms_v2_call *call = NULL;
+    struct bms_diag diag;
+    int64_t deadline_us;
+    enum bms_status rc;
+
+    diag.msg[0] = '\0';
+    rc = bms_v2_call_parse(served, body, body_len, &call, &diag);
+    if (rc != BMS_OK) {
+        reply_failed(reply, rc, &diag);
+        return;
+    }
+    deadline_us = call_deadline(ctx, call, reply);
+    if (deadline_us < 0) {
+        bms_v2_call_destroy(call);
+        return;
+    }
+    rc = bms_sched_infer(ctx->sched, served, bms_v2_call_inputs(call),
+                         deadline_us, &result, &diag);
+    if (rc == BMS_OK) {
+        rc = bms_v2_call_respond(call, result.outputs, &reply->body, &diag);
+    }
+    if (rc == BMS_ERR_UNAVAILABLE) {
+        reply_refused(reply, &result);
+    } else if (rc != BMS_OK) {
+        reply_failed(reply, rc, &diag);
+    } else {
+        reply->http_status = 200;
+    }
+    bms_sched_result_fini(&result);
+    bms_v2_call_destroy(call);
+}
+
+
+static void handle_infer(const struct bms__context *ctx,
                          const struct bms__route *route, const char *body,
                          size_t body_len, struct bms__reply *reply)
 {
@@ -196,17 +326,17 @@ static void handle_infer(struct bms_repo *repo,
     struct resolved res;
     enum bms_status rc;
 
-    if (resolve(repo, route, &res, reply) != 0) {
+    if (resolve(ctx->repo, route, &res, reply) != 0) {
+        return;
+    }
+    if (ctx->sched != NULL) {
+        infer_queued(ctx, res.served, body, body_len, reply);
         return;
     }
     diag.msg[0] = '\0';
     rc = bms_v2_infer(res.served, body, body_len, &reply->body, &diag);
     if (rc != BMS_OK) {
-        if (diag.msg[0] == '\0') {
-            snprintf(diag.msg, sizeof(diag.msg), "inference failed: %s",
-                     bms_status_name(rc));
-        }
-        bms__reply_error(reply, bms__http_status(rc), diag.msg);
+        reply_failed(reply, rc, &diag);
         return;
     }
     reply->http_status = 200;
@@ -217,6 +347,21 @@ void bms__handle(struct bms_repo *repo, const struct bms__route *route,
                  const char *method, const char *body, size_t body_len,
                  struct bms__reply *reply)
 {
+    struct bms__context ctx;
+
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.repo = repo;
+    ctx.start_us = bms_now_us();
+    bms__handle_with(&ctx, route, method, body, body_len, reply);
+}
+
+
+void bms__handle_with(const struct bms__context *ctx,
+                      const struct bms__route *route, const char *method,
+                      const char *body, size_t body_len,
+                      struct bms__reply *reply)
+{
+    struct bms_repo *repo = ctx->repo;
     const char *allowed = bms__route_method(route->kind);
     char msg[64];
 
@@ -242,13 +387,13 @@ void bms__handle(struct bms_repo *repo, const struct bms__route *route,
                                 "[\"classification\"]}"));
         return;
     case BMS__ROUTE_MODEL:
-        handle_model(repo, route, reply);
+        handle_model(ctx, route, reply);
         return;
     case BMS__ROUTE_MODEL_READY:
         handle_model_ready(repo, route, reply);
         return;
     case BMS__ROUTE_INFER:
-        handle_infer(repo, route, body, body_len, reply);
+        handle_infer(ctx, route, body, body_len, reply);
         return;
     }
     bms__reply_error(reply, 404, "not found");

@@ -14,6 +14,7 @@
 
 #include "bms/base.h"
 #include "bms/repo.h"
+#include "bms/sched.h"
 
 #define BMS__MODEL_NAME_MAX 127    /* characters, fits the store's field */
 #define BMS__REQUEST_ID_LEN 16     /* hex digits */
@@ -71,7 +72,17 @@ struct bms__reply {
     struct bms_buf body;       /* JSON; the caller frees it */
     const char *allow;         /* the Allow header of a 405, else NULL */
     int64_t version;           /* the version that answered, 0 if none */
+    int retry_after_s;         /* a Retry-After header when > 0 */
     char error[256];           /* the error message, "" on success */
+};
+
+/* What a handler may use besides the route and body. */
+struct bms__context {
+    struct bms_repo *repo;
+    struct bms_sched *sched;   /* NULL: infer runs on the caller's thread */
+    const char *timeout_header;    /* the Timeout-Ms header, or NULL */
+    int64_t start_us;          /* arrival (bms_now_us); deadlines count
+                                * from it */
 };
 
 /*
@@ -84,6 +95,18 @@ struct bms__reply {
 void bms__handle(struct bms_repo *repo, const struct bms__route *route,
                  const char *method, const char *body, size_t body_len,
                  struct bms__reply *reply);
+
+/*
+ * bms__handle with a context: with ctx->sched, infer requests go through
+ * the scheduler with a deadline from `parameters.timeout_ms` or the
+ * Timeout-Ms header (the earlier of the two; a malformed header is 400),
+ * answering 503 with retry_after_s when shed and 504 past the deadline,
+ * and model metadata carries the scheduler's counters.
+ */
+void bms__handle_with(const struct bms__context *ctx,
+                      const struct bms__route *route, const char *method,
+                      const char *body, size_t body_len,
+                      struct bms__reply *reply);
 
 /*
  * Answer with an error: status and {"error": msg}, msg also copied into

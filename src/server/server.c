@@ -28,12 +28,14 @@
 #define CONNECTION_TIMEOUT_S 10u     /* idle or stalled connections */
 #define CONNECTION_LIMIT 1024u
 #define MAX_THREADS 256
+#define QUEUED_THREADS 64            /* default with a scheduler */
 #define DRAIN_TIMEOUT_US 5000000     /* wait for requests in flight */
 #define LOG_PATH_MAX 200             /* path characters kept for the log */
 
 struct bms_server {
     struct MHD_Daemon *daemon;
     struct bms_repo *repo;
+    struct bms_sched *sched;
     struct bms_store *store;
     size_t max_body_size;
     int port;
@@ -159,6 +161,12 @@ static enum MHD_Result queue_reply(struct request *req,
     if (reply->allow != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
     }
+    if (reply->retry_after_s > 0) {
+        char text[16];
+
+        snprintf(text, sizeof(text), "%d", reply->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, text);
+    }
     if (atomic_load(&req->server->stopping)) {
         /* Draining: no further request on this connection. */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -201,6 +209,7 @@ static enum MHD_Result answer(struct request *req,
                               const char *method)
 {
     struct bms__reply reply;
+    struct bms__context ctx;
     enum MHD_Result ret;
 
     if (req->late) {
@@ -214,9 +223,15 @@ static enum MHD_Result answer(struct request *req,
                            req->route_diag.msg);
     }
     memset(&reply, 0, sizeof(reply));
-    bms__handle(req->server->repo, &req->route, method,
-                req->body.data != NULL ? req->body.data : "",
-                req->body.len, &reply);
+    memset(&ctx, 0, sizeof(ctx));
+    ctx.repo = req->server->repo;
+    ctx.sched = req->server->sched;
+    ctx.timeout_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     "Timeout-Ms");
+    ctx.start_us = req->start_us;
+    bms__handle_with(&ctx, &req->route, method,
+                     req->body.data != NULL ? req->body.data : "",
+                     req->body.len, &reply);
     ret = queue_reply(req, conn, &reply);
     bms_buf_fini(&req->body);
     return ret;
@@ -470,13 +485,19 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 
-static int default_threads(void)
+/* Request threads: twice the cores, at least 4; with a scheduler at
+ * least QUEUED_THREADS, since each waits for its request's turn and the
+ * batches fill only with requests that are waiting. */
+static int default_threads(int queued)
 {
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);
     long n = n_cores > 0 ? 2 * n_cores : 4;
 
     if (n < 4) {
         n = 4;
+    }
+    if (queued && n < QUEUED_THREADS) {
+        n = QUEUED_THREADS;
     }
     return n > MAX_THREADS ? MAX_THREADS : (int)n;
 }
@@ -530,10 +551,12 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
         return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
     server->repo = config->repo;
+    server->sched = config->sched;
     server->store = config->store;
     server->max_body_size = config->max_body_size ? config->max_body_size
                                                   : DEFAULT_MAX_BODY_SIZE;
-    n_threads = config->n_threads ? config->n_threads : default_threads();
+    n_threads = config->n_threads ? config->n_threads
+                                  : default_threads(config->sched != NULL);
     atomic_init(&server->n_in_flight, 0);
     atomic_init(&server->stopping, 0);
 

@@ -2,10 +2,12 @@
  * The Open Inference Protocol's JSON messages: run an infer request on a
  * served model and write the response, the model metadata, and errors.
  *
- * An infer request is parsed (v2_parse.c), checked against the model's
- * graph and manifest, run on a session borrowed from the served model and
- * answered.  The session goes back on every path, and a request that
- * fails leaves the caller's buffer as it was: no half response.
+ * An infer request is parsed (v2_parse.c) and checked against the model's
+ * graph and manifest into a struct bms_v2_call; the call's inputs run
+ * elsewhere (the scheduler) or, in bms_v2_infer, on a session borrowed
+ * from the served model, and the outputs are answered.  The session goes
+ * back on every path, and a request that fails leaves the caller's buffer
+ * as it was: no half response.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -574,51 +576,138 @@ static enum bms_status write_response(struct bms__json *j,
 }
 
 
-/* Check the request against the model, run it and write the answer. */
-static enum bms_status infer_request(struct bms_served *served,
-                                     const struct bms__v2_request *req,
-                                     struct bms__json *j,
-                                     struct bms_diag *diag)
+/* ---- the request, parsed and bound to the model ---- */
+
+struct bms_v2_call {
+    struct bms_served *served;
+    struct bms__v2_request *req;
+    struct bms_tensor *inputs;           /* one per graph input */
+    struct plan *plans;
+    int n_plans;
+    int *slot;                           /* request input of each one */
+};
+
+
+void bms_v2_call_destroy(struct bms_v2_call *call)
 {
-    const struct bms_model *model = bms_served_model(served);
+    if (call == NULL) {
+        return;
+    }
+    free(call->slot);
+    free(call->plans);
+    free(call->inputs);
+    bms__v2_request_destroy(call->req);
+    free(call);
+}
+
+
+/* Check the parsed request against the model and plan the answer. */
+static enum bms_status call_bind(struct bms_v2_call *call,
+                                 struct bms_diag *diag)
+{
+    const struct bms_model *model = bms_served_model(call->served);
     int n_inputs = bms_model_n_inputs(model);
     int n_outputs = bms_model_n_outputs(model);
-    int n_plans = req->n_outputs > 0 ? req->n_outputs : n_outputs;
+    const struct bms__v2_request *req = call->req;
+    enum bms_status rc;
+
+    call->n_plans = req->n_outputs > 0 ? req->n_outputs : n_outputs;
+    call->inputs = calloc((size_t)n_inputs + 1, sizeof(*call->inputs));
+    call->plans = calloc((size_t)call->n_plans + 1, sizeof(*call->plans));
+    call->slot = calloc((size_t)n_inputs + 1, sizeof(*call->slot));
+    if (call->inputs == NULL || call->plans == NULL || call->slot == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    rc = bind_inputs(call->served, req, call->slot, call->inputs, diag);
+    if (rc == BMS_OK) {
+        rc = plan_outputs(call->served, req, call->plans, &call->n_plans,
+                          diag);
+    }
+    return rc;
+}
+
+
+enum bms_status bms_v2_call_parse(struct bms_served *served,
+                                  const char *body, size_t len,
+                                  struct bms_v2_call **out,
+                                  struct bms_diag *diag)
+{
+    struct bms_v2_call *call = calloc(1, sizeof(*call));
+    enum bms_status rc;
+
+    if (call == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    call->served = served;
+    rc = bms__v2_request_parse(body, len, &call->req, diag);
+    if (rc == BMS_OK) {
+        rc = call_bind(call, diag);
+    }
+    if (rc != BMS_OK) {
+        bms_v2_call_destroy(call);
+        return rc;
+    }
+    *out = call;
+    return BMS_OK;
+}
+
+
+const struct bms_tensor *bms_v2_call_inputs(const struct bms_v2_call *call)
+{
+    return call->inputs;
+}
+
+
+int64_t bms_v2_call_timeout_ms(const struct bms_v2_call *call)
+{
+    return call->req->timeout_ms;
+}
+
+
+enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
+                                    const struct bms_tensor *outputs,
+                                    struct bms_buf *out,
+                                    struct bms_diag *diag)
+{
+    struct bms__json j = {out, BMS_OK};
+    size_t start = out->len;
+    enum bms_status rc;
+
+    rc = write_response(&j, call->served, call->req, call->plans,
+                        call->n_plans, outputs, diag);
+    if (rc == BMS_ERR_NOMEM) {
+        bms_diag_set(diag, rc, "out of memory while answering");
+    }
+    if (rc != BMS_OK) {
+        truncate_to(out, start);
+    }
+    return rc;
+}
+
+
+/* Run the call on a session of its own and answer it. */
+static enum bms_status call_run(const struct bms_v2_call *call,
+                                struct bms_buf *out, struct bms_diag *diag)
+{
+    const struct bms_model *model = bms_served_model(call->served);
+    int n_outputs = bms_model_n_outputs(model);
     struct bms_session *session = NULL;
-    struct bms_tensor *inputs = calloc((size_t)n_inputs + 1, sizeof(*inputs));
     struct bms_tensor *outputs = calloc((size_t)n_outputs + 1,
                                         sizeof(*outputs));
-    struct plan *plans = calloc((size_t)n_plans + 1, sizeof(*plans));
-    int *slot = calloc((size_t)n_inputs + 1, sizeof(*slot));
-    enum bms_status rc = BMS_ERR_NOMEM;
+    enum bms_status rc;
 
-    if (inputs == NULL || outputs == NULL || plans == NULL || slot == NULL) {
-        bms_diag_set(diag, rc, "out of memory");
-        goto out;
+    if (outputs == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
-    rc = bind_inputs(served, req, slot, inputs, diag);
-    if (rc != BMS_OK) {
-        goto out;
-    }
-    rc = plan_outputs(served, req, plans, &n_plans, diag);
-    if (rc != BMS_OK) {
-        goto out;
-    }
-    rc = bms_served_acquire(served, &session, diag);
-    if (rc != BMS_OK) {
-        goto out;
-    }
-    rc = bms_session_run(session, inputs, outputs, diag);
+    rc = bms_served_acquire(call->served, &session, diag);
     if (rc == BMS_OK) {
-        rc = write_response(j, served, req, plans, n_plans, outputs, diag);
+        rc = bms_session_run(session, call->inputs, outputs, diag);
     }
-    bms_served_release(served, session);
-
-out:
-    free(slot);
-    free(plans);
+    if (rc == BMS_OK) {
+        rc = bms_v2_call_respond(call, outputs, out, diag);
+    }
+    bms_served_release(call->served, session);
     free(outputs);
-    free(inputs);
     return rc;
 }
 
@@ -627,23 +716,18 @@ enum bms_status bms_v2_infer(struct bms_served *served, const char *body,
                              size_t len, struct bms_buf *out,
                              struct bms_diag *diag)
 {
-    struct bms__v2_request *req = NULL;
-    struct bms__json j = {out, BMS_OK};
-    size_t start = out->len;
+    struct bms_v2_call *call = NULL;
     enum bms_status rc;
 
-    rc = bms__v2_request_parse(body, len, &req, diag);
+    rc = bms_v2_call_parse(served, body, len, &call, diag);
     if (rc != BMS_OK) {
         return rc;
     }
-    rc = infer_request(served, req, &j, diag);
+    rc = call_run(call, out, diag);
     if (rc == BMS_ERR_NOMEM) {
         bms_diag_set(diag, rc, "out of memory while answering");
     }
-    if (rc != BMS_OK) {
-        truncate_to(out, start);
-    }
-    bms__v2_request_destroy(req);
+    bms_v2_call_destroy(call);
     return rc;
 }
 
@@ -770,8 +854,68 @@ static void write_meta_deps(struct bms__json *j,
 }
 
 
-enum bms_status bms_v2_model_metadata(const struct bms_repo *repo,
+static void write_meta_stats(struct bms__json *j,
+                             const struct bms_sched_stats *st)
+{
+    bms__json_raw(j, ",\"threads_per_instance\":");
+    bms__json_int(j, st->threads_per_instance);
+    bms__json_raw(j, ",\"stats\":{\"requests\":");
+    bms__json_int(j, st->requests);
+    bms__json_raw(j, ",\"executions\":");
+    bms__json_int(j, st->executions);
+    bms__json_raw(j, ",\"items\":");
+    bms__json_int(j, st->items);
+    bms__json_raw(j, ",\"shed\":");
+    bms__json_int(j, st->shed);
+    bms__json_raw(j, ",\"expired\":");
+    bms__json_int(j, st->expired);
+    bms__json_raw(j, ",\"queued\":");
+    bms__json_int(j, st->queued);
+    bms__json_raw(j, ",\"in_flight\":");
+    bms__json_int(j, st->in_flight);
+    bms__json_raw(j, "}");
+}
+
+
+/* The manifest's "scheduling" as it applies, and the counters. */
+static void write_meta_sched(struct bms__json *j,
+                             const struct bms_manifest *man,
+                             const struct bms_sched_stats *st)
+{
+    struct bms_sched_config c;
+
+    if (man != NULL) {
+        c = man->sched;
+    } else {
+        bms_sched_config_default(&c);
+    }
+    bms__json_raw(j, "{\"max_queue_size\":");
+    bms__json_int(j, c.max_queue_size);
+    bms__json_raw(j, ",\"max_batch_size\":");
+    bms__json_int(j, c.max_batch_size);
+    bms__json_raw(j, ",\"max_queue_delay_us\":");
+    bms__json_int(j, c.max_queue_delay_us);
+    bms__json_raw(j, ",\"preferred_batch_sizes\":[");
+    for (int i = 0; i < c.n_preferred; i++) {
+        bms__json_raw(j, i > 0 ? "," : "");
+        bms__json_int(j, c.preferred_batch_sizes[i]);
+    }
+    bms__json_raw(j, "],\"instances\":");
+    bms__json_int(j, c.instances);
+    bms__json_raw(j, ",\"max_concurrency\":");
+    bms__json_int(j, c.max_concurrency);
+    if (st != NULL) {
+        write_meta_stats(j, st);
+    }
+    bms__json_raw(j, "}");
+}
+
+
+/* The metadata; with_sched adds "scheduling" (and st its counters). */
+static enum bms_status write_metadata(const struct bms_repo *repo,
                                       const struct bms_served *served,
+                                      int with_sched,
+                                      const struct bms_sched_stats *st,
                                       struct bms_buf *out)
 {
     const struct bms_manifest *man = bms_served_manifest(served);
@@ -800,11 +944,32 @@ enum bms_status bms_v2_model_metadata(const struct bms_repo *repo,
     write_meta_outputs(&j, model, man);
     bms__json_raw(&j, ",\"dependencies\":");
     write_meta_deps(&j, man);
+    if (with_sched) {
+        bms__json_raw(&j, ",\"scheduling\":");
+        write_meta_sched(&j, man, st);
+    }
     bms__json_raw(&j, "}");
     if (j.rc != BMS_OK) {
         truncate_to(out, start);
     }
     return j.rc;
+}
+
+
+enum bms_status bms_v2_model_metadata(const struct bms_repo *repo,
+                                      const struct bms_served *served,
+                                      struct bms_buf *out)
+{
+    return write_metadata(repo, served, 0, NULL, out);
+}
+
+
+enum bms_status bms_v2_model_metadata_stats(const struct bms_repo *repo,
+                                            const struct bms_served *served,
+                                            const struct bms_sched_stats *st,
+                                            struct bms_buf *out)
+{
+    return write_metadata(repo, served, 1, st, out);
 }
 
 

@@ -38,6 +38,8 @@ enum state {
     ST_OUTPUT_VALUE,
     ST_OUTPUT_PARAMS,            /* in outputs[j].parameters, at a key */
     ST_OUTPUT_PARAM_VALUE,
+    ST_PARAMS,                   /* in the top-level "parameters" */
+    ST_PARAM_VALUE,
     ST_DONE
 };
 
@@ -52,12 +54,13 @@ enum key {
     KEY_SHAPE,
     KEY_DATA,
     KEY_CLASSIFICATION,
-    KEY_RAW
+    KEY_RAW,
+    KEY_TIMEOUT_MS
 };
 
 static const char *const key_names[] = {
     "", "id", "inputs", "outputs", "parameters", "name", "datatype",
-    "shape", "data", "classification", "raw",
+    "shape", "data", "classification", "raw", "timeout_ms",
 };
 
 enum event_type {
@@ -97,6 +100,7 @@ struct parser {
     int seen_id;
     int seen_inputs;
     int seen_outputs;
+    int seen_timeout;
     struct seen seen;
     int n_open;                  /* open arrays inside "data" */
     int max_open;
@@ -148,6 +152,9 @@ static const char *field(struct parser *p)
     case ST_OUTPUT_PARAM_VALUE:
         snprintf(p->path, sizeof(p->path), "outputs[%d].parameters.%s",
                  p->req->n_outputs - 1, key);
+        break;
+    case ST_PARAM_VALUE:
+        snprintf(p->path, sizeof(p->path), "parameters.%s", key);
         break;
     default:
         snprintf(p->path, sizeof(p->path), "%s", key);
@@ -987,6 +994,38 @@ static int output_end(struct parser *p)
 }
 
 
+/* ---- the request's parameters ---- */
+
+/* The most a request may ask to wait: one day, in milliseconds. */
+#define TIMEOUT_MAX_MS ((int64_t)24 * 3600 * 1000)
+
+static int step_param(struct parser *p, const struct event *ev)
+{
+    char text[NUMBER_MAX];
+    int64_t ms;
+
+    if (p->key != KEY_TIMEOUT_MS) {
+        return skip_value(p, ev, ST_PARAMS);
+    }
+    if (ev->type != EV_NUMBER || ev->len >= sizeof(text)) {
+        return expected(p, "a positive integer (milliseconds)");
+    }
+    memcpy(text, ev->text, ev->len);
+    text[ev->len] = '\0';
+    if (parse_int64(text, &ms) != 0 || ms <= 0 || ms > TIMEOUT_MAX_MS) {
+        return fail(p, BMS_ERR_INVALID, "%s: expected an integer in 1..%lld"
+                    " (milliseconds), got %s", field(p),
+                    (long long)TIMEOUT_MAX_MS, text);
+    }
+    if (!given_twice(p, &p->seen_timeout)) {
+        return 0;
+    }
+    p->req->timeout_ms = ms;
+    p->state = ST_PARAMS;
+    return 1;
+}
+
+
 /* ---- containers: objects and arrays of the request's structure ---- */
 
 static int begin_input(struct parser *p)
@@ -1049,7 +1088,11 @@ static int step_top_value(struct parser *p, const struct event *ev)
         p->state = ST_OUTPUTS;
         return given_twice(p, &p->seen_outputs);
     case KEY_PARAMETERS:
-        return skip_parameters(p, ev, ST_TOP);
+        if (ev->type != EV_MAP_START) {
+            return expected(p, "an object");
+        }
+        p->state = ST_PARAMS;
+        return 1;
     default:
         return skip_value(p, ev, ST_TOP);
     }
@@ -1076,6 +1119,9 @@ static int step_key(struct parser *p, const struct event *ev,
         return input_end(p);
     case ST_OUTPUT:
         return output_end(p);
+    case ST_PARAMS:
+        p->state = ST_TOP;
+        return 1;
     default:
         p->state = ST_OUTPUT;
         return 1;
@@ -1143,6 +1189,10 @@ static int step(struct parser *p, const struct event *ev)
         return step_key(p, ev, ST_OUTPUT_PARAM_VALUE);
     case ST_OUTPUT_PARAM_VALUE:
         return step_output_param(p, ev);
+    case ST_PARAMS:
+        return step_key(p, ev, ST_PARAM_VALUE);
+    case ST_PARAM_VALUE:
+        return step_param(p, ev);
     case ST_DONE:
         break;
     }

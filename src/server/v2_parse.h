@@ -38,6 +38,7 @@ struct bms__v2_request {
     int n_inputs;
     struct bms__v2_output *outputs;  /* empty: every output */
     int n_outputs;
+    int64_t timeout_ms;          /* parameters.timeout_ms; 0 when absent */
 };
 
 /*

@@ -15,6 +15,7 @@ WEAK int bms_test_ops_core(int *n_tests);
 WEAK int bms_test_ops_math(int *n_tests);
 WEAK int bms_test_conv(int *n_tests);
 WEAK int bms_test_ops_more(int *n_tests);
+WEAK int bms_test_ops_fast(int *n_tests);
 WEAK int bms_test_ops_last(int *n_tests);
 WEAK int bms_test_manifest(int *n_tests);
 WEAK int bms_test_repo(int *n_tests);
@@ -23,17 +24,21 @@ WEAK int bms_test_v2(int *n_tests);
 WEAK int bms_test_server(int *n_tests);
 WEAK int bms_test_optimize(int *n_tests);
 WEAK int bms_test_fuzz_regress(int *n_tests);
+WEAK int bms_test_sched(int *n_tests);
+WEAK int bms_test_control(int *n_tests);
 
 int main(void)
 {
     int (*const groups[])(int *) = {
         bms_test_base, bms_test_engine, bms_test_ops_core,
         bms_test_ops_math, bms_test_conv, bms_test_ops_more,
-        bms_test_ops_last,
+        bms_test_ops_last, bms_test_ops_fast,
         bms_test_manifest,
         bms_test_repo, bms_test_store, bms_test_v2, bms_test_server,
         bms_test_optimize,
         bms_test_fuzz_regress,
+        bms_test_sched,
+        bms_test_control,
     };
     int n_passed = 0;
     int n_failed = 0;

@@ -22,6 +22,7 @@ int bms_test_ops_core(int *n_tests);
 int bms_test_ops_math(int *n_tests);
 int bms_test_conv(int *n_tests);
 int bms_test_ops_more(int *n_tests);
+int bms_test_ops_fast(int *n_tests);
 int bms_test_ops_last(int *n_tests);
 int bms_test_manifest(int *n_tests);
 int bms_test_repo(int *n_tests);
@@ -30,5 +31,7 @@ int bms_test_v2(int *n_tests);
 int bms_test_server(int *n_tests);
 int bms_test_optimize(int *n_tests);
 int bms_test_fuzz_regress(int *n_tests);
+int bms_test_sched(int *n_tests);
+int bms_test_control(int *n_tests);
 
 #endif

@@ -1,0 +1,107 @@
+/*
+ * The scheduler between the HTTP front and the engine.  Each ready model
+ * version gets a bounded queue and its instances: worker threads, each
+ * holding its own session.  A worker takes the oldest request, merges the
+ * queued requests whose inputs have the same non-batch shape along the
+ * first dimension (dynamic batching, when the manifest's "scheduling"
+ * asks for it), runs them as one execution and splits the outputs back.
+ *
+ * The caller's thread waits on a condition variable until its request is
+ * answered or its deadline passes; nothing waits forever.  Requests past
+ * the queue's size or the model's concurrency limit are refused at once
+ * (load shedding), and a request whose deadline passes while it waits is
+ * dropped from the queue without running.
+ */
+#ifndef BMS_SCHED_H
+#define BMS_SCHED_H
+
+#include "bms/base.h"
+#include "bms/repo.h"
+
+/* The deadline of a request that brings none (microseconds). */
+#define BMS_SCHED_DEFAULT_TIMEOUT_US ((int64_t)60 * 1000 * 1000)
+
+/* What the caller tells the client to wait before it retries (seconds). */
+#define BMS_SCHED_RETRY_AFTER_S 1
+
+struct bms_sched;
+
+/* Why a request got no answer from the model. */
+enum bms_sched_refusal {
+    BMS_SCHED_ANSWERED = 0,      /* ran: success or the engine's error */
+    BMS_SCHED_QUEUE_FULL,        /* max_queue_size requests were waiting */
+    BMS_SCHED_OVER_LIMIT,        /* max_concurrency requests in flight */
+    BMS_SCHED_DEADLINE,          /* the deadline passed */
+    BMS_SCHED_STOPPING           /* the scheduler is being destroyed */
+};
+
+/* The outcome of one request. */
+struct bms_sched_result {
+    enum bms_sched_refusal refusal;
+    int n_outputs;
+    struct bms_tensor *outputs;  /* one per graph output, on success */
+    void *block;                 /* owns the outputs and their data */
+};
+
+/* Counters of one model version since the scheduler started. */
+struct bms_sched_stats {
+    int64_t requests;            /* requests that ran */
+    int64_t executions;          /* engine runs they took */
+    int64_t items;               /* batch items that ran */
+    int64_t shed;                /* refused: queue full or over the limit */
+    int64_t expired;             /* past the deadline */
+    int queued;                  /* waiting now */
+    int in_flight;               /* queued or running now */
+    int instances;
+    int threads_per_instance;    /* kernel threads of each session */
+};
+
+/*
+ * Create a scheduler for every ready version in repo, with its queue and
+ * instances, their sessions made now.  The kernels of each instance get
+ * n_cores / instances threads, at least 1 (n_cores 0: the online cores),
+ * so that a version's instances together never use more than the cores.
+ * The repository must outlive the scheduler.  Fails with BMS_ERR_NOMEM, a
+ * session's error, or BMS_ERR_IO when a thread cannot start; nothing is
+ * left behind.  Not thread-safe: call it before serving.
+ */
+enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
+                                 struct bms_sched **out,
+                                 struct bms_diag *diag);
+
+/*
+ * Stop the workers (the executions running finish; requests still queued
+ * are answered BMS_SCHED_STOPPING), join them and free everything.  No
+ * thread may be inside bms_sched_infer.  Accepts NULL.
+ */
+void bms_sched_destroy(struct bms_sched *sched);
+
+/*
+ * Run one request on served: inputs holds one tensor per graph input, in
+ * graph order, checked against the model already (v2.c does); their data
+ * is borrowed until the call returns.  Waits until the request ran or
+ * deadline_us (monotonic, bms_now_us; 0: now plus the default timeout)
+ * passed.  Returns BMS_OK with the outputs in *result (owned by it: free
+ * with bms_sched_result_fini); BMS_ERR_UNAVAILABLE with result->refusal
+ * saying why it was not run; BMS_ERR_NOT_FOUND when served has no queue
+ * here; otherwise the engine's status and message in diag.  Thread-safe.
+ */
+enum bms_status bms_sched_infer(struct bms_sched *sched,
+                                struct bms_served *served,
+                                const struct bms_tensor *inputs,
+                                int64_t deadline_us,
+                                struct bms_sched_result *result,
+                                struct bms_diag *diag);
+
+/* Free what a result owns and zero it; accepts a zeroed result. */
+void bms_sched_result_fini(struct bms_sched_result *result);
+
+/*
+ * The counters of served's queue into *out.  Returns BMS_ERR_NOT_FOUND
+ * when served has none.  Thread-safe.
+ */
+enum bms_status bms_sched_stats(struct bms_sched *sched,
+                                const struct bms_served *served,
+                                struct bms_sched_stats *out);
+
+#endif

@@ -1,0 +1,742 @@
+/*
+ * The scheduler: one queue per ready model version, its instances (worker
+ * threads with a session each) and the waiting of the callers' threads.
+ *
+ * Every field of a queue and of the jobs in it is guarded by the queue's
+ * mutex.  A job lives on its caller's stack: the caller leaves
+ * bms_sched_infer only once the job is out of the queue and no worker
+ * holds it, so a worker never touches a job that is gone.  At most one
+ * worker at a time gathers a batch; the others wait until it has taken
+ * its jobs out of the queue.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bms/engine.h"
+#include "bms/sched.h"
+#include "sched/batch.h"
+
+enum job_state {
+    JOB_QUEUED,
+    JOB_RUNNING,
+    JOB_DONE
+};
+
+struct job {
+    const struct bms_tensor *inputs;     /* borrowed from the caller */
+    int64_t n_items;             /* rows along the batch dimension */
+    int batchable;               /* may share an execution */
+    int64_t enqueued_us;
+    int64_t deadline_us;
+    enum job_state state;
+    enum bms_status rc;
+    struct bms_diag diag;
+    struct bms_sched_result result;
+    pthread_cond_t done;         /* state became JOB_DONE */
+    struct job *prev;
+    struct job *next;
+};
+
+struct queue;
+
+struct worker {
+    struct queue *q;
+    pthread_t thread;
+    int started;
+    struct bms_session *session;
+    struct job **batch;          /* room for max_batch_size jobs, or 1 */
+    const struct bms_tensor **batch_inputs;
+    struct bms_tensor *merged;   /* one per graph input */
+    struct bms_buf *scratch;     /* the merged inputs' data */
+    struct bms_tensor *outputs;  /* one per graph output */
+};
+
+struct queue {
+    struct bms_served *served;
+    struct bms_sched_config cfg;
+    int n_inputs;
+    int n_outputs;
+    int batching;                /* max_batch_size > 0 */
+    pthread_mutex_t lock;
+    pthread_cond_t work;         /* a job arrived, a batch was taken, stop */
+    struct job *head;
+    struct job *tail;
+    int gathering;               /* a worker is collecting a batch */
+    int stopping;
+    struct bms_sched_stats stats;
+    struct worker *workers;
+    int n_workers;
+};
+
+struct bms_sched {
+    struct queue *queues;
+    int n_queues;
+};
+
+
+/* ---- time ---- */
+
+static struct timespec to_timespec(int64_t us)
+{
+    struct timespec ts;
+
+    ts.tv_sec = (time_t)(us / 1000000);
+    ts.tv_nsec = (long)(us % 1000000) * 1000;
+    return ts;
+}
+
+
+/* Condition variables on the monotonic clock that bms_now_us reads. */
+static int cond_init(pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    int err;
+
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    err = pthread_cond_init(cond, &attr);
+    pthread_condattr_destroy(&attr);
+    return err;
+}
+
+
+static void wait_until(pthread_cond_t *cond, pthread_mutex_t *lock,
+                       int64_t deadline_us)
+{
+    struct timespec ts = to_timespec(deadline_us);
+
+    pthread_cond_timedwait(cond, lock, &ts);
+}
+
+
+/* ---- the queue's list (under its lock) ---- */
+
+static void list_append(struct queue *q, struct job *job)
+{
+    job->prev = q->tail;
+    job->next = NULL;
+    if (q->tail != NULL) {
+        q->tail->next = job;
+    } else {
+        q->head = job;
+    }
+    q->tail = job;
+    q->stats.queued++;
+    q->stats.in_flight++;
+}
+
+
+static void list_remove(struct queue *q, struct job *job)
+{
+    if (job->prev != NULL) {
+        job->prev->next = job->next;
+    } else {
+        q->head = job->next;
+    }
+    if (job->next != NULL) {
+        job->next->prev = job->prev;
+    } else {
+        q->tail = job->prev;
+    }
+    job->prev = NULL;
+    job->next = NULL;
+    q->stats.queued--;
+}
+
+
+/* Answer a job that never ran and wake its caller. */
+static void job_refuse(struct queue *q, struct job *job,
+                       enum bms_sched_refusal why)
+{
+    list_remove(q, job);
+    q->stats.in_flight--;
+    if (why == BMS_SCHED_DEADLINE) {
+        q->stats.expired++;
+    }
+    job->result.refusal = why;
+    job->rc = BMS_ERR_UNAVAILABLE;
+    job->state = JOB_DONE;
+    pthread_cond_signal(&job->done);
+}
+
+
+/* Drop the queued jobs whose deadline has passed. */
+static void drop_expired(struct queue *q, int64_t now_us)
+{
+    struct job *job = q->head;
+
+    while (job != NULL) {
+        struct job *next = job->next;
+
+        if (job->deadline_us <= now_us) {
+            job_refuse(q, job, BMS_SCHED_DEADLINE);
+        }
+        job = next;
+    }
+}
+
+
+/* ---- gathering a batch (under the lock) ---- */
+
+static int is_preferred(const struct bms_sched_config *cfg, int64_t n)
+{
+    for (int i = 0; i < cfg->n_preferred; i++) {
+        if (cfg->preferred_batch_sizes[i] == n) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/*
+ * Walk the queue from the head and pick the jobs that can join the head's
+ * execution, up to max_batch_size items.  With take set they go into the
+ * worker's batch and out of the queue.  Returns the items picked and sets
+ * *n_jobs.
+ */
+static int64_t pick(struct queue *q, struct worker *w, int take,
+                    int *n_jobs)
+{
+    struct job *first = q->head;
+    int64_t max = q->cfg.max_batch_size;
+    int64_t n_items = first->n_items;
+    struct job *job = first->next;
+    int n = 1;
+
+    if (take) {
+        list_remove(q, first);
+        w->batch[0] = first;
+    }
+    while (job != NULL && n_items < max && n < q->cfg.max_batch_size) {
+        struct job *next = job->next;
+
+        if (job->batchable && n_items + job->n_items <= max &&
+            bms__batch_compatible(first->inputs, job->inputs,
+                                  q->n_inputs)) {
+            n_items += job->n_items;
+            if (take) {
+                list_remove(q, job);
+                w->batch[n] = job;
+            }
+            n++;
+        }
+        job = next;
+    }
+    *n_jobs = n;
+    return n_items;
+}
+
+
+/*
+ * Wait for work and take the next execution's jobs into w->batch: the
+ * head alone when it cannot be batched; else the jobs that fit with it,
+ * once they fill max_batch_size or a preferred size, or once the head has
+ * waited max_queue_delay_us.  Returns the number of jobs, 0 to stop.
+ */
+static int take_batch(struct queue *q, struct worker *w)
+{
+    int n_jobs;
+
+    for (;;) {
+        int64_t n_items;
+        int64_t flush_us;
+
+        while (!q->stopping && (q->head == NULL || q->gathering)) {
+            pthread_cond_wait(&q->work, &q->lock);
+        }
+        if (q->stopping) {
+            return 0;
+        }
+        drop_expired(q, bms_now_us());
+        if (q->head == NULL) {
+            continue;
+        }
+        if (!q->batching || !q->head->batchable) {
+            break;
+        }
+        n_items = pick(q, w, 0, &n_jobs);
+        flush_us = q->head->enqueued_us + q->cfg.max_queue_delay_us;
+        if (n_items >= q->cfg.max_batch_size ||
+            is_preferred(&q->cfg, n_items) || bms_now_us() >= flush_us) {
+            break;
+        }
+        /* Wait for more while the head may; other workers stay out. */
+        q->gathering = 1;
+        wait_until(&q->work, &q->lock, flush_us);
+        q->gathering = 0;
+        pthread_cond_broadcast(&q->work);
+    }
+    if (!q->batching || !q->head->batchable) {
+        w->batch[0] = q->head;
+        list_remove(q, q->head);
+        n_jobs = 1;
+    } else {
+        pick(q, w, 1, &n_jobs);
+    }
+    for (int i = 0; i < n_jobs; i++) {
+        w->batch[i]->state = JOB_RUNNING;
+    }
+    return n_jobs;
+}
+
+
+/* ---- running a batch (without the lock) ---- */
+
+/* Run one job on its own and copy its outputs out. */
+static void run_alone(struct worker *w, struct job *job)
+{
+    struct queue *q = w->q;
+
+    job->rc = bms_session_run(w->session, job->inputs, w->outputs,
+                              &job->diag);
+    if (job->rc == BMS_OK) {
+        job->rc = bms__batch_slice(w->outputs, q->n_outputs, 0, 0, 1,
+                                   &job->result);
+    }
+}
+
+
+/* Run the n jobs of w->batch as one execution.  Returns the number of
+ * engine runs it took. */
+static int run_batch(struct worker *w, int n)
+{
+    struct queue *q = w->q;
+    struct bms_diag diag;
+    int64_t n_items = 0;
+    int64_t row = 0;
+    enum bms_status rc;
+
+    if (n == 1) {
+        run_alone(w, w->batch[0]);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        w->batch_inputs[i] = w->batch[i]->inputs;
+        n_items += w->batch[i]->n_items;
+    }
+    diag.msg[0] = '\0';
+    rc = bms__batch_merge(w->batch_inputs, n, q->n_inputs, w->scratch,
+                          w->merged);
+    if (rc == BMS_OK) {
+        rc = bms_session_run(w->session, w->merged, w->outputs, &diag);
+    }
+    if (rc != BMS_OK ||
+        !bms__batch_splittable(w->outputs, q->n_outputs, n_items)) {
+        /* The merged run failed or its outputs do not split by rows:
+         * every request runs alone, with its own answer. */
+        for (int i = 0; i < n; i++) {
+            run_alone(w, w->batch[i]);
+        }
+        return 1 + n;
+    }
+    for (int i = 0; i < n; i++) {
+        struct job *job = w->batch[i];
+
+        job->rc = bms__batch_slice(w->outputs, q->n_outputs, row,
+                                   job->n_items, 0, &job->result);
+        row += job->n_items;
+    }
+    return 1;
+}
+
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct queue *q = w->q;
+    int n;
+
+    pthread_mutex_lock(&q->lock);
+    while ((n = take_batch(q, w)) > 0) {
+        int64_t n_items = 0;
+        int n_runs;
+
+        pthread_cond_broadcast(&q->work);
+        pthread_mutex_unlock(&q->lock);
+        n_runs = run_batch(w, n);
+        pthread_mutex_lock(&q->lock);
+        for (int i = 0; i < n; i++) {
+            struct job *job = w->batch[i];
+
+            n_items += job->n_items;
+            job->state = JOB_DONE;
+            pthread_cond_signal(&job->done);
+        }
+        q->stats.in_flight -= n;
+        q->stats.requests += n;
+        q->stats.items += n_items;
+        q->stats.executions += n_runs;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return NULL;
+}
+
+
+/* ---- creating and destroying ---- */
+
+static void worker_fini(struct worker *w)
+{
+    struct queue *q = w->q;
+
+    if (w->scratch != NULL) {
+        for (int k = 0; k < q->n_inputs; k++) {
+            bms_buf_fini(&w->scratch[k]);
+        }
+    }
+    free(w->scratch);
+    free(w->merged);
+    free(w->outputs);
+    free(w->batch_inputs);
+    free(w->batch);
+    bms_served_release(q->served, w->session);
+}
+
+
+static enum bms_status worker_init(struct queue *q, struct worker *w,
+                                   struct bms_diag *diag)
+{
+    size_t n_batch = q->batching ? (size_t)q->cfg.max_batch_size : 1;
+
+    w->q = q;
+    w->batch = calloc(n_batch, sizeof(*w->batch));
+    w->batch_inputs = calloc(n_batch, sizeof(*w->batch_inputs));
+    w->merged = calloc((size_t)q->n_inputs + 1, sizeof(*w->merged));
+    w->scratch = calloc((size_t)q->n_inputs + 1, sizeof(*w->scratch));
+    w->outputs = calloc((size_t)q->n_outputs + 1, sizeof(*w->outputs));
+    if (w->batch == NULL || w->batch_inputs == NULL || w->merged == NULL ||
+        w->scratch == NULL || w->outputs == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+    return bms_served_acquire(q->served, &w->session, diag);
+}
+
+
+/* Stop and join q's workers, free them and the queue's sync objects. */
+static void queue_fini(struct queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->stopping = 1;
+    pthread_cond_broadcast(&q->work);
+    pthread_mutex_unlock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++) {
+        if (q->workers[i].started) {
+            pthread_join(q->workers[i].thread, NULL);
+        }
+    }
+
+    /* The contract keeps callers out by now; answer any job left. */
+    pthread_mutex_lock(&q->lock);
+    while (q->head != NULL) {
+        job_refuse(q, q->head, BMS_SCHED_STOPPING);
+    }
+    pthread_mutex_unlock(&q->lock);
+    for (int i = 0; i < q->n_workers; i++) {
+        worker_fini(&q->workers[i]);
+    }
+    free(q->workers);
+    pthread_cond_destroy(&q->work);
+    pthread_mutex_destroy(&q->lock);
+}
+
+
+/* The kernel threads of each of n_instances sessions. */
+static int threads_per_instance(int n_cores, int n_instances)
+{
+    int n = n_cores / n_instances;
+
+    return n > 0 ? n : 1;
+}
+
+
+static enum bms_status queue_init(struct queue *q, struct bms_served *served,
+                                  int n_cores, struct bms_diag *diag)
+{
+    const struct bms_manifest *man = bms_served_manifest(served);
+    const struct bms_model *model = bms_served_model(served);
+    enum bms_status rc = BMS_OK;
+    int n_threads;
+
+    q->served = served;
+    if (man != NULL) {
+        q->cfg = man->sched;
+    } else {
+        bms_sched_config_default(&q->cfg);
+    }
+    q->n_inputs = bms_model_n_inputs(model);
+    q->n_outputs = bms_model_n_outputs(model);
+    q->batching = q->cfg.max_batch_size > 0;
+    n_threads = threads_per_instance(n_cores, q->cfg.instances);
+    q->stats.instances = q->cfg.instances;
+    q->stats.threads_per_instance = n_threads;
+    pthread_mutex_init(&q->lock, NULL);
+    if (cond_init(&q->work) != 0) {
+        pthread_mutex_destroy(&q->lock);
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+    q->workers = calloc((size_t)q->cfg.instances, sizeof(*q->workers));
+    if (q->workers == NULL) {
+        rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+
+    /* Sessions take the engine's thread count when they are made. */
+    bms_engine_set_threads(n_threads);
+    for (int i = 0; rc == BMS_OK && i < q->cfg.instances; i++) {
+        q->n_workers = i + 1;
+        rc = worker_init(q, &q->workers[i], diag);
+    }
+    bms_engine_set_threads(0);
+    for (int i = 0; rc == BMS_OK && i < q->n_workers; i++) {
+        struct worker *w = &q->workers[i];
+
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            rc = bms_diag_set(diag, BMS_ERR_IO, "scheduler: cannot start "
+                              "a worker thread");
+        }
+        w->started = rc == BMS_OK;
+    }
+    if (rc != BMS_OK) {
+        queue_fini(q);
+    }
+    return rc;
+}
+
+
+static int count_ready(const struct bms_repo *repo)
+{
+    int n = 0;
+
+    for (int i = 0; i < bms_repo_n_entries(repo); i++) {
+        n += bms_repo_entry(repo, i)->state == BMS_ENTRY_READY;
+    }
+    return n;
+}
+
+
+static void log_queue(const struct queue *q)
+{
+    bms_log(BMS_LOG_INFO, "sched", "msg=\"queue ready\" model=%s "
+            "version=%" PRId64 " instances=%d threads=%d "
+            "max_batch_size=%d max_queue_delay_us=%" PRId64
+            " max_queue_size=%d max_concurrency=%d",
+            bms_served_name(q->served), bms_served_version(q->served),
+            q->cfg.instances, q->stats.threads_per_instance,
+            q->cfg.max_batch_size, q->cfg.max_queue_delay_us,
+            q->cfg.max_queue_size, q->cfg.max_concurrency);
+}
+
+
+enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
+                                 struct bms_sched **out,
+                                 struct bms_diag *diag)
+{
+    struct bms_sched *s = calloc(1, sizeof(*s));
+    int n_ready = count_ready(repo);
+    enum bms_status rc = BMS_OK;
+
+    if (n_cores <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        n_cores = n > 0 ? (int)n : 1;
+    }
+    if (s != NULL) {
+        s->queues = calloc((size_t)n_ready + 1, sizeof(*s->queues));
+    }
+    if (s == NULL || s->queues == NULL) {
+        free(s);
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+    for (int i = 0; rc == BMS_OK && i < bms_repo_n_entries(repo); i++) {
+        const struct bms_repo_entry *e = bms_repo_entry(repo, i);
+
+        if (e->state != BMS_ENTRY_READY) {
+            continue;
+        }
+        rc = queue_init(&s->queues[s->n_queues], e->served, n_cores, diag);
+        if (rc == BMS_OK) {
+            log_queue(&s->queues[s->n_queues]);
+            s->n_queues++;
+        } else {
+            bms_diag_prefix(diag, "model %s version %" PRId64, e->name,
+                            e->version);
+        }
+    }
+    if (rc != BMS_OK) {
+        bms_sched_destroy(s);
+        return rc;
+    }
+    *out = s;
+    return BMS_OK;
+}
+
+
+void bms_sched_destroy(struct bms_sched *sched)
+{
+    if (sched == NULL) {
+        return;
+    }
+    for (int i = 0; i < sched->n_queues; i++) {
+        queue_fini(&sched->queues[i]);
+    }
+    free(sched->queues);
+    free(sched);
+}
+
+
+/* ---- the caller's side ---- */
+
+static struct queue *find_queue(struct bms_sched *sched,
+                                const struct bms_served *served)
+{
+    for (int i = 0; i < sched->n_queues; i++) {
+        if (sched->queues[i].served == served) {
+            return &sched->queues[i];
+        }
+    }
+    return NULL;
+}
+
+
+/* Whether the job may join others: every input batched along a first
+ * dimension of the same size.  Sets job->n_items. */
+static void job_shape(const struct queue *q, struct job *job)
+{
+    job->n_items = 1;
+    job->batchable = q->batching && q->n_inputs > 0;
+    for (int k = 0; k < q->n_inputs && job->batchable; k++) {
+        const struct bms_tensor *t = &job->inputs[k];
+
+        if (t->n_dims < 1 || t->dims[0] < 1 ||
+            (k > 0 && t->dims[0] != job->n_items)) {
+            job->batchable = 0;
+            job->n_items = 1;
+        } else {
+            job->n_items = t->dims[0];
+        }
+    }
+    if (job->batchable && job->n_items > q->cfg.max_batch_size) {
+        job->batchable = 0;
+    }
+}
+
+
+/* Refuse at once when the queue or the concurrency limit is full. */
+static enum bms_sched_refusal admit(struct queue *q)
+{
+    if (q->stopping) {
+        return BMS_SCHED_STOPPING;
+    }
+    if (q->cfg.max_concurrency > 0 &&
+        q->stats.in_flight >= q->cfg.max_concurrency) {
+        q->stats.shed++;
+        return BMS_SCHED_OVER_LIMIT;
+    }
+    if (q->stats.queued >= q->cfg.max_queue_size) {
+        q->stats.shed++;
+        return BMS_SCHED_QUEUE_FULL;
+    }
+    return BMS_SCHED_ANSWERED;
+}
+
+
+/* Wait (under the lock) until the job is done or its deadline passes
+ * while it is still queued.  A running job is waited for: it ends when
+ * the execution does. */
+static void await_job(struct queue *q, struct job *job)
+{
+    while (job->state != JOB_DONE) {
+        if (job->state == JOB_QUEUED && bms_now_us() >= job->deadline_us) {
+            job_refuse(q, job, BMS_SCHED_DEADLINE);
+            break;
+        }
+        if (job->state == JOB_QUEUED) {
+            wait_until(&job->done, &q->lock, job->deadline_us);
+        } else {
+            pthread_cond_wait(&job->done, &q->lock);
+        }
+    }
+}
+
+
+enum bms_status bms_sched_infer(struct bms_sched *sched,
+                                struct bms_served *served,
+                                const struct bms_tensor *inputs,
+                                int64_t deadline_us,
+                                struct bms_sched_result *result,
+                                struct bms_diag *diag)
+{
+    struct queue *q = find_queue(sched, served);
+    struct job job;
+    enum bms_sched_refusal why;
+
+    memset(result, 0, sizeof(*result));
+    if (q == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOT_FOUND, "model %s version %"
+                            PRId64 ": no queue", bms_served_name(served),
+                            bms_served_version(served));
+    }
+    memset(&job, 0, sizeof(job));
+    job.inputs = inputs;
+    job.enqueued_us = bms_now_us();
+    job.deadline_us = deadline_us > 0 ? deadline_us
+                      : job.enqueued_us + BMS_SCHED_DEFAULT_TIMEOUT_US;
+    job_shape(q, &job);
+    if (cond_init(&job.done) != 0) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+
+    pthread_mutex_lock(&q->lock);
+    why = admit(q);
+    if (why == BMS_SCHED_ANSWERED) {
+        list_append(q, &job);
+        pthread_cond_broadcast(&q->work);
+        await_job(q, &job);
+    } else {
+        job.result.refusal = why;
+        job.rc = BMS_ERR_UNAVAILABLE;
+    }
+    if (job.rc == BMS_OK && bms_now_us() > job.deadline_us) {
+        /* It ran, but too late for the caller. */
+        bms_sched_result_fini(&job.result);
+        job.result.refusal = BMS_SCHED_DEADLINE;
+        job.rc = BMS_ERR_UNAVAILABLE;
+        q->stats.expired++;
+    }
+    pthread_mutex_unlock(&q->lock);
+    pthread_cond_destroy(&job.done);
+
+    *result = job.result;
+    if (job.rc != BMS_OK && job.rc != BMS_ERR_UNAVAILABLE) {
+        bms_diag_set(diag, job.rc, "%s", job.diag.msg[0] != '\0'
+                     ? job.diag.msg : bms_status_name(job.rc));
+    }
+    return job.rc;
+}
+
+
+void bms_sched_result_fini(struct bms_sched_result *result)
+{
+    free(result->block);
+    memset(result, 0, sizeof(*result));
+}
+
+
+enum bms_status bms_sched_stats(struct bms_sched *sched,
+                                const struct bms_served *served,
+                                struct bms_sched_stats *out)
+{
+    struct queue *q = find_queue(sched, served);
+
+    if (q == NULL) {
+        return BMS_ERR_NOT_FOUND;
+    }
+    pthread_mutex_lock(&q->lock);
+    *out = q->stats;
+    pthread_mutex_unlock(&q->lock);
+    return BMS_OK;
+}

@@ -101,5 +101,20 @@ $(FUZZ_DIR)/fuzz-onnx: $(FUZZ_OBJ)
 
 -include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)
 
-.PHONY: all test clean fuzz
+# The kernel-library benchmark (bench/kernels.sh, bench/kernels.md):
+# oneDNN against OpenBLAS on bms's products and convolutions.  Not part of
+# all or test; it needs libopenblas-dev.
+BENCH_KERNELS_CFLAGS := -std=c11 $(OPT) -g $(WARN) -D_DEFAULT_SOURCE \
+           -D_POSIX_C_SOURCE=200809L \
+           $(shell pkg-config --cflags openblas 2>/dev/null)
+BENCH_KERNELS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null) \
+           -lopenblas -ldnnl -lgomp -lm
+
+bench-kernels: $(BUILD)/bench-kernels
+
+$(BUILD)/bench-kernels: bench/kernels.c
+	@mkdir -p $(BUILD)
+	$(CC) $(BENCH_KERNELS_CFLAGS) -o $@ $< $(BENCH_KERNELS_LIBS)
+
+.PHONY: all test clean fuzz bench-kernels
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

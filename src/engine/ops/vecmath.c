@@ -29,8 +29,11 @@
 #pragma GCC optimize("fp-contract=fast")
 #endif
 
+/* clang before 15 emits only the resolver of a target_clones function,
+ * not the symbol itself, so the clones are gcc's (and newer clang's). */
 #if defined(__x86_64__) && defined(__ELF__) && \
-    (defined(__GNUC__) || defined(__clang__))
+    ((defined(__GNUC__) && !defined(__clang__)) || \
+     (defined(__clang__) && __clang_major__ >= 15))
 #define VEC_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", \
                                  "default")))

@@ -6,49 +6,13 @@
  * construction, never from bms.
  */
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "unit.h"
 #include "bms/engine.h"
 #include "engine/model.h"
-
-#define DATA "tests/data/"
-
-
-static enum bms_status load(const char *name, struct bms_model **model,
-                            struct bms_diag *diag)
-{
-    char path[256];
-
-    snprintf(path, sizeof(path), DATA "%s", name);
-    diag->msg[0] = '\0';
-    return bms_model_load_file(path, model, diag);
-}
-
-
-static void *read_all(const char *name, size_t *size)
-{
-    char path[256];
-    FILE *f;
-    char *data;
-    long len;
-
-    snprintf(path, sizeof(path), DATA "%s", name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    len = ftell(f);
-    assert_true(len > 0);
-    rewind(f);
-    data = malloc((size_t)len);
-    assert_non_null(data);
-    assert_int_equal(fread(data, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    *size = (size_t)len;
-    return data;
-}
+#include "harness.h"
 
 
 static void load_rejects_truncated_file(void **state)
@@ -56,7 +20,7 @@ static void load_rejects_truncated_file(void **state)
     struct bms_model *model = NULL;
     struct bms_diag diag = {{0}};
     size_t size;
-    char *data = read_all("engine_mlp.onnx", &size);
+    char *data = th_data_read("engine_mlp.onnx", &size);
 
     (void)state;
     /* Every cut must be refused, none may crash. */
@@ -133,7 +97,7 @@ static void load_survives_corrupted_bytes(void **state)
 {
     static float zeros[4096];
     size_t size;
-    char *good = read_all("engine_view.onnx", &size);
+    char *good = th_data_read("engine_view.onnx", &size);
     char *bad = malloc(size);
 
     (void)state;
@@ -163,10 +127,10 @@ static void load_names_unknown_operator(void **state)
     struct bms_diag diag;
 
     (void)state;
-    assert_int_equal(load("engine_unknown_op.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_unknown_op.onnx", &model, &diag),
                      BMS_ERR_UNSUPPORTED);
     assert_string_equal(diag.msg, "unsupported operator 'FooBar'");
-    assert_int_equal(load("engine_two_unknown.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_two_unknown.onnx", &model, &diag),
                      BMS_ERR_UNSUPPORTED);
     assert_string_equal(diag.msg, "unsupported operators: Foo, Bar");
     assert_null(model);
@@ -179,7 +143,7 @@ static void load_rejects_cycle(void **state)
     struct bms_diag diag;
 
     (void)state;
-    assert_int_equal(load("engine_cycle.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_cycle.onnx", &model, &diag),
                      BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "cycle"));
     assert_null(model);
@@ -192,7 +156,7 @@ static void load_rejects_initializer_size_mismatch(void **state)
     struct bms_diag diag;
 
     (void)state;
-    assert_int_equal(load("engine_bad_init.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_bad_init.onnx", &model, &diag),
                      BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "initializer 'w'"));
     assert_non_null(strstr(diag.msg, "5 elements"));
@@ -205,7 +169,7 @@ static void load_rejects_value_with_two_sources(void **state)
     struct bms_diag diag;
 
     (void)state;
-    assert_int_equal(load("engine_two_sources.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_two_sources.onnx", &model, &diag),
                      BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "'y'"));
 }
@@ -217,7 +181,7 @@ static void load_rejects_input_nothing_produces(void **state)
     struct bms_diag diag;
 
     (void)state;
-    assert_int_equal(load("engine_dangling.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_dangling.onnx", &model, &diag),
                      BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "'nowhere'"));
 }
@@ -229,7 +193,7 @@ static void load_rejects_gemm_misfit_naming_node(void **state)
     struct bms_diag diag;
 
     (void)state;
-    assert_int_equal(load("engine_gemm_misfit.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_gemm_misfit.onnx", &model, &diag),
                      BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "fc1"));
 }
@@ -242,7 +206,7 @@ static void infer_mlp_output_has_dynamic_batch(void **state)
     const struct bms_value_info *out;
 
     (void)state;
-    assert_int_equal(load("engine_mlp.onnx", &model, &diag), BMS_OK);
+    assert_int_equal(th_model_load("engine_mlp.onnx", &model, &diag), BMS_OK);
     assert_int_equal(bms_model_n_inputs(model), 1);
     assert_int_equal(bms_model_opset(model), 13);
     /* Gemm, Relu, Gemm: the optimiser folds the Relu into the first. */
@@ -265,25 +229,12 @@ static void infer_view_follows_batch_through_shape_ops(void **state)
     const struct bms_value_info *out;
 
     (void)state;
-    assert_int_equal(load("engine_view.onnx", &model, &diag), BMS_OK);
+    assert_int_equal(th_model_load("engine_view.onnx", &model, &diag), BMS_OK);
     out = bms_model_output(model, 0);
     assert_int_equal(out->n_dims, 2);
     assert_int_equal(out->dims[0], -1);
     assert_int_equal(out->dims[1], 5);
     bms_model_destroy(model);
-}
-
-
-static void read_pb(const char *name, struct bms__pool *pool,
-                    struct bms_tensor *t)
-{
-    struct bms_diag diag;
-    size_t size;
-    void *data = read_all(name, &size);
-
-    assert_int_equal(bms__tensor_read(data, size, pool, t, NULL, &diag),
-                     BMS_OK);
-    free(data);
 }
 
 
@@ -299,9 +250,9 @@ static void run_mlp_matches_pytorch(void **state)
     void *first_data = NULL;
 
     (void)state;
-    read_pb("engine_mlp_in.pb", &pool, &x);
-    read_pb("engine_mlp_out.pb", &pool, &want);
-    assert_int_equal(load("engine_mlp.onnx", &model, &diag), BMS_OK);
+    th_pb_read("engine_mlp_in.pb", &pool, &x);
+    th_pb_read("engine_mlp_out.pb", &pool, &want);
+    assert_int_equal(th_model_load("engine_mlp.onnx", &model, &diag), BMS_OK);
     assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
     for (int run = 0; run < 3; run++) {
         assert_int_equal(bms_session_run(session, &x, &y, &diag), BMS_OK);
@@ -337,7 +288,7 @@ static void run_rejects_wrong_dims_and_dtype(void **state)
     struct bms_tensor y;
 
     (void)state;
-    assert_int_equal(load("engine_mlp.onnx", &model, &diag), BMS_OK);
+    assert_int_equal(th_model_load("engine_mlp.onnx", &model, &diag), BMS_OK);
     assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
     assert_int_equal(bms_session_run(session, &x, &y, &diag),
                      BMS_ERR_INVALID);
@@ -371,7 +322,8 @@ static void run_sorts_unsorted_nodes(void **state)
     struct bms_tensor y;
 
     (void)state;
-    assert_int_equal(load("engine_unsorted.onnx", &model, &diag), BMS_OK);
+    assert_int_equal(th_model_load("engine_unsorted.onnx", &model, &diag),
+                     BMS_OK);
     assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
     assert_int_equal(bms_session_run(session, &x, &y, &diag), BMS_OK);
     assert_int_equal(y.dims[0], 3);
@@ -394,7 +346,7 @@ static void run_outputs_graph_input_and_initializer(void **state)
     struct bms_tensor out[2];
 
     (void)state;
-    assert_int_equal(load("engine_passthrough.onnx", &model, &diag),
+    assert_int_equal(th_model_load("engine_passthrough.onnx", &model, &diag),
                      BMS_OK);
     assert_int_equal(bms_model_n_outputs(model), 2);
     assert_int_equal(bms_model_output(model, 0)->dims[0], -1);
@@ -422,7 +374,7 @@ static void run_keeps_values_until_last_use(void **state)
     struct bms_tensor y;
 
     (void)state;
-    assert_int_equal(load("engine_reuse.onnx", &model, &diag), BMS_OK);
+    assert_int_equal(th_model_load("engine_reuse.onnx", &model, &diag), BMS_OK);
     assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
     for (int run = 0; run < 3; run++) {
         assert_int_equal(bms_session_run(session, &x, &y, &diag), BMS_OK);

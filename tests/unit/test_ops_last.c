@@ -13,156 +13,7 @@
 #include <string.h>
 
 #include "unit.h"
-#include "engine/graph.h"
-
-#define MAX_ATTRS 8
-#define MAX_IO 10
-
-struct tnode {
-    struct bms__node node;
-    int inputs[MAX_IO];
-    int outputs[MAX_IO];
-    struct bms__attr attrs[MAX_ATTRS];
-};
-
-
-static void tnode_init(struct tnode *t, const char *op_type, int64_t opset,
-                       int n_inputs, int n_outputs)
-{
-    memset(t, 0, sizeof(*t));
-    t->node.op = bms__op_find(op_type);
-    assert_non_null(t->node.op);
-    for (int i = 0; i < MAX_IO; i++) {
-        t->inputs[i] = i;
-        t->outputs[i] = MAX_IO + i;
-    }
-    t->node.name = "under_test";
-    t->node.op_type = op_type;
-    t->node.opset = opset;
-    t->node.n_inputs = n_inputs;
-    t->node.inputs = t->inputs;
-    t->node.n_outputs = n_outputs;
-    t->node.outputs = t->outputs;
-    t->node.attrs = t->attrs;
-}
-
-
-static struct bms__attr *add_attr(struct tnode *t, const char *name,
-                                  enum bms__attr_type type)
-{
-    struct bms__attr *a = &t->attrs[t->node.n_attrs++];
-
-    assert_true(t->node.n_attrs <= MAX_ATTRS);
-    memset(a, 0, sizeof(*a));
-    a->name = name;
-    a->type = type;
-    return a;
-}
-
-
-static void attr_int(struct tnode *t, const char *name, int64_t v)
-{
-    add_attr(t, name, BMS__ATTR_INT)->i = v;
-}
-
-
-static void attr_ints(struct tnode *t, const char *name, const int64_t *v,
-                      int n)
-{
-    struct bms__attr *a = add_attr(t, name, BMS__ATTR_INTS);
-
-    a->ints = v;
-    a->n = n;
-}
-
-
-static void attr_string(struct tnode *t, const char *name, const char *s)
-{
-    struct bms__attr *a = add_attr(t, name, BMS__ATTR_STRING);
-
-    a->s = s;
-    a->s_len = strlen(s);
-}
-
-
-static struct bms_tensor tensor(enum bms_dtype dtype, void *data,
-                                int n_dims, const int64_t *dims)
-{
-    struct bms_tensor t;
-
-    memset(&t, 0, sizeof(t));
-    t.dtype = dtype;
-    t.n_dims = n_dims;
-    if (n_dims > 0) {
-        memcpy(t.dims, dims, sizeof(int64_t) * (size_t)n_dims);
-    }
-    t.data = data;
-    return t;
-}
-
-
-/* prepare, infer, then run with out[j].data = out_data[j]; returns the
- * first status that is not BMS_OK. */
-static enum bms_status run_node(struct tnode *t, const struct bms_tensor *in,
-                                struct bms_tensor *out, void **out_data)
-{
-    const struct bms_tensor *inp[MAX_IO];
-    struct bms__ctx ctx = {NULL, 0, 1};
-    struct bms_diag diag = {{0}};
-    enum bms_status rc;
-
-    for (int i = 0; i < t->node.n_inputs; i++) {
-        inp[i] = &in[i];
-    }
-    rc = t->node.op->prepare(&t->node, &diag);
-    if (rc == BMS_OK) {
-        memset(out, 0, sizeof(*out) * (size_t)t->node.n_outputs);
-        rc = t->node.op->infer(&t->node, inp, out, &diag);
-    }
-    if (rc == BMS_OK) {
-        for (int j = 0; j < t->node.n_outputs; j++) {
-            out[j].data = out_data[j];
-        }
-        rc = t->node.op->run(&t->node, inp, out, &ctx);
-    }
-    bms__ctx_fini(&ctx);
-    free(t->node.params);
-    t->node.params = NULL;
-    return rc;
-}
-
-
-static void assert_dims(const struct bms_tensor *t, int n_dims,
-                        const int64_t *dims)
-{
-    assert_int_equal(t->n_dims, n_dims);
-    for (int i = 0; i < n_dims; i++) {
-        assert_int_equal(t->dims[i], dims[i]);
-    }
-}
-
-
-static void assert_floats(const float *got, const double *want, int n,
-                          double tol)
-{
-    for (int i = 0; i < n; i++) {
-        if (fabs((double)got[i] - want[i]) > tol * (1 + fabs(want[i]))) {
-            fail_msg("element %d: got %.9g, want %.9g", i, (double)got[i],
-                     want[i]);
-        }
-    }
-}
-
-
-static void assert_int64s(const int64_t *got, const int64_t *want, int n)
-{
-    for (int i = 0; i < n; i++) {
-        if (got[i] != want[i]) {
-            fail_msg("element %d: got %lld, want %lld", i,
-                     (long long)got[i], (long long)want[i]);
-        }
-    }
-}
+#include "harness.h"
 
 
 /* The 3x3 image 1..9 and six grid points, some outside [-1, 1], for the
@@ -180,19 +31,19 @@ static void grid_sample(const char *mode, const char *pad, int align,
     static const int64_t xd[4] = {1, 1, 3, 3};
     static const int64_t gd[4] = {1, 2, 3, 2};
     static const int64_t yd[4] = {1, 1, 2, 3};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[2];
     struct bms_tensor out[1];
     void *od[1] = {y};
 
-    tnode_init(&t, "GridSample", 16, 2, 1);
-    attr_string(&t, "mode", mode);
-    attr_string(&t, "padding_mode", pad);
-    attr_int(&t, "align_corners", align);
-    in[0] = tensor(BMS_DTYPE_F32, grid_image, 4, xd);
-    in[1] = tensor(BMS_DTYPE_F32, grid_points, 4, gd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 4, yd);
+    th_node_init(&t, "GridSample", 16, 2, 1);
+    th_attr_string(&t, "mode", mode);
+    th_attr_string(&t, "padding_mode", pad);
+    th_attr_int(&t, "align_corners", align);
+    in[0] = th_tensor(BMS_DTYPE_F32, grid_image, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, grid_points, 4, gd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 4, yd);
 }
 
 
@@ -204,7 +55,7 @@ static void grid_sample_bilinear_reflection_matches_torch(void **state)
 
     (void)state;
     grid_sample("bilinear", "reflection", 0, y);
-    assert_floats(y, want, 6, 1e-6);
+    th_assert_floats_d(y, want, 6, 1e-6, 1e-6);
 }
 
 
@@ -218,7 +69,7 @@ static void grid_sample_bicubic_border_aligned_matches_torch(void **state)
 
     (void)state;
     grid_sample("bicubic", "border", 1, y);
-    assert_floats(y, want, 6, 1e-6);
+    th_assert_floats_d(y, want, 6, 1e-6, 1e-6);
 }
 
 
@@ -232,7 +83,7 @@ static void grid_sample_bicubic_zeros_matches_torch(void **state)
 
     (void)state;
     grid_sample("bicubic", "zeros", 0, y);
-    assert_floats(y, want, 6, 1e-6);
+    th_assert_floats_d(y, want, 6, 1e-6, 1e-6);
 }
 
 
@@ -244,7 +95,7 @@ static void grid_sample_nearest_zeros_reads_zero_outside(void **state)
 
     (void)state;
     grid_sample("nearest", "zeros", 0, y);
-    assert_floats(y, want, 6, 0);
+    th_assert_floats_d(y, want, 6, 0, 0);
 }
 
 
@@ -256,15 +107,15 @@ static void grid_sample_refuses_volumetric_input(void **state)
     float g[3] = {0};
     float y[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[2];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "GridSample", 16, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 5, xd);
-    in[1] = tensor(BMS_DTYPE_F32, g, 5, gd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_ERR_UNSUPPORTED);
+    th_node_init(&t, "GridSample", 16, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 5, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, g, 5, gd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_ERR_UNSUPPORTED);
 }
 
 
@@ -283,19 +134,19 @@ static enum bms_status roi_align(const char *mode, const char *ctm,
     static const int64_t xd[4] = {1, 1, 2, 2};
     static const int64_t rd[2] = {1, 4};
     static const int64_t bd[1] = {1};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[3];
     struct bms_tensor out[1];
     void *od[1] = {y};
 
-    tnode_init(&t, "RoiAlign", 16, 3, 1);
-    attr_string(&t, "mode", mode);
-    attr_string(&t, "coordinate_transformation_mode", ctm);
-    attr_int(&t, "sampling_ratio", ratio);
-    in[0] = tensor(BMS_DTYPE_F32, roi_image, 4, xd);
-    in[1] = tensor(BMS_DTYPE_F32, roi_box, 2, rd);
-    in[2] = tensor(BMS_DTYPE_I64, batch, 1, bd);
-    return run_node(&t, in, out, od);
+    th_node_init(&t, "RoiAlign", 16, 3, 1);
+    th_attr_string(&t, "mode", mode);
+    th_attr_string(&t, "coordinate_transformation_mode", ctm);
+    th_attr_int(&t, "sampling_ratio", ratio);
+    in[0] = th_tensor(BMS_DTYPE_F32, roi_image, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, roi_box, 2, rd);
+    in[2] = th_tensor(BMS_DTYPE_I64, batch, 1, bd);
+    return th_node_check(&t, in, out, od);
 }
 
 
@@ -308,10 +159,10 @@ static void roi_align_half_pixel_shifts_the_box(void **state)
     (void)state;
     assert_int_equal(roi_align("avg", "output_half_pixel", 1, roi_batch, y),
                      BMS_OK);
-    assert_floats(y, legacy, 1, 1e-7);
+    th_assert_floats_d(y, legacy, 1, 1e-7, 1e-7);
     assert_int_equal(roi_align("avg", "half_pixel", 1, roi_batch, y),
                      BMS_OK);
-    assert_floats(y, shifted, 1, 1e-7);
+    th_assert_floats_d(y, shifted, 1, 1e-7, 1e-7);
 }
 
 
@@ -326,7 +177,7 @@ static void roi_align_max_takes_largest_weighted_corner(void **state)
     (void)state;
     assert_int_equal(roi_align("max", "output_half_pixel", 2, roi_batch, y),
                      BMS_OK);
-    assert_floats(y, want, 1, 1e-7);
+    th_assert_floats_d(y, want, 1, 1e-7, 1e-7);
 }
 
 
@@ -358,19 +209,19 @@ static void matmul_integer_per_row_and_column_zero_points(void **state)
     int8_t zb[4] = {1, 0, -1, 5};
     int32_t y[8];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[4];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "MatMulInteger", 10, 4, 1);
-    in[0] = tensor(BMS_DTYPE_I8, a, 2, ad);
-    in[1] = tensor(BMS_DTYPE_I8, b, 2, bd);
-    in[2] = tensor(BMS_DTYPE_I8, za, 1, zad);
-    in[3] = tensor(BMS_DTYPE_I8, zb, 1, zbd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "MatMulInteger", 10, 4, 1);
+    in[0] = th_tensor(BMS_DTYPE_I8, a, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_I8, b, 2, bd);
+    in[2] = th_tensor(BMS_DTYPE_I8, za, 1, zad);
+    in[3] = th_tensor(BMS_DTYPE_I8, zb, 1, zbd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(out[0].dtype, BMS_DTYPE_I32);
-    assert_dims(&out[0], 2, yd);
+    th_assert_dims(&out[0], 2, yd);
     assert_memory_equal(y, want, sizeof(want));
 }
 
@@ -391,7 +242,7 @@ static void matmul_integer_broadcasts_batch(void **state)
     uint8_t zb[1] = {128};
     int32_t y[8];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[4];
     struct bms_tensor out[1];
 
@@ -399,13 +250,13 @@ static void matmul_integer_broadcasts_batch(void **state)
     for (int i = 0; i < 12; i++) {
         a[i] = (uint8_t)(20 * i);
     }
-    tnode_init(&t, "MatMulInteger", 10, 4, 1);
-    in[0] = tensor(BMS_DTYPE_U8, a, 3, ad);
-    in[1] = tensor(BMS_DTYPE_U8, b, 2, bd);
-    in[2] = tensor(BMS_DTYPE_U8, za, 0, NULL);
-    in[3] = tensor(BMS_DTYPE_U8, zb, 1, (const int64_t[]){1});
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 3, yd);
+    th_node_init(&t, "MatMulInteger", 10, 4, 1);
+    in[0] = th_tensor(BMS_DTYPE_U8, a, 3, ad);
+    in[1] = th_tensor(BMS_DTYPE_U8, b, 2, bd);
+    in[2] = th_tensor(BMS_DTYPE_U8, za, 0, NULL);
+    in[3] = th_tensor(BMS_DTYPE_U8, zb, 1, (const int64_t[]){1});
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 3, yd);
     assert_memory_equal(y, want, sizeof(want));
 }
 
@@ -426,23 +277,23 @@ static void qlinear_matmul(float y_scale, int8_t *y)
     int8_t b_zp[1] = {1};
     int8_t y_zp[1] = {10};
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[8];
     struct bms_tensor out[1];
 
     y_sc[0] = y_scale;
-    tnode_init(&t, "QLinearMatMul", 10, 8, 1);
-    in[0] = tensor(BMS_DTYPE_I8, a, 2, d);
-    in[1] = tensor(BMS_DTYPE_F32, a_scale, 1, one);
-    in[2] = tensor(BMS_DTYPE_I8, a_zp, 1, one);
-    in[3] = tensor(BMS_DTYPE_I8, b, 2, d);
-    in[4] = tensor(BMS_DTYPE_F32, b_scale, 1, one);
-    in[5] = tensor(BMS_DTYPE_I8, b_zp, 1, one);
-    in[6] = tensor(BMS_DTYPE_F32, y_sc, 0, NULL);
-    in[7] = tensor(BMS_DTYPE_I8, y_zp, 0, NULL);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "QLinearMatMul", 10, 8, 1);
+    in[0] = th_tensor(BMS_DTYPE_I8, a, 2, d);
+    in[1] = th_tensor(BMS_DTYPE_F32, a_scale, 1, one);
+    in[2] = th_tensor(BMS_DTYPE_I8, a_zp, 1, one);
+    in[3] = th_tensor(BMS_DTYPE_I8, b, 2, d);
+    in[4] = th_tensor(BMS_DTYPE_F32, b_scale, 1, one);
+    in[5] = th_tensor(BMS_DTYPE_I8, b_zp, 1, one);
+    in[6] = th_tensor(BMS_DTYPE_F32, y_sc, 0, NULL);
+    in[7] = th_tensor(BMS_DTYPE_I8, y_zp, 0, NULL);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(out[0].dtype, BMS_DTYPE_I8);
-    assert_dims(&out[0], 2, d);
+    th_assert_dims(&out[0], 2, d);
 }
 
 
@@ -481,7 +332,7 @@ static void conv_integer_groups_stride_and_channel_zero_points(void **state)
     uint8_t w_zp[2] = {1, 2};
     int32_t y[18];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[4];
     struct bms_tensor out[1];
 
@@ -489,16 +340,16 @@ static void conv_integer_groups_stride_and_channel_zero_points(void **state)
     for (int i = 0; i < 32; i++) {
         x[i] = (uint8_t)(7 * i % 256);
     }
-    tnode_init(&t, "ConvInteger", 10, 4, 1);
-    attr_int(&t, "group", 2);
-    attr_ints(&t, "strides", strides, 2);
-    attr_ints(&t, "pads", pads, 4);
-    in[0] = tensor(BMS_DTYPE_U8, x, 4, xd);
-    in[1] = tensor(BMS_DTYPE_U8, w, 4, wd);
-    in[2] = tensor(BMS_DTYPE_U8, x_zp, 0, NULL);
-    in[3] = tensor(BMS_DTYPE_U8, w_zp, 1, two);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 4, yd);
+    th_node_init(&t, "ConvInteger", 10, 4, 1);
+    th_attr_int(&t, "group", 2);
+    th_attr_ints(&t, "strides", strides, 2);
+    th_attr_ints(&t, "pads", pads, 4);
+    in[0] = th_tensor(BMS_DTYPE_U8, x, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_U8, w, 4, wd);
+    in[2] = th_tensor(BMS_DTYPE_U8, x_zp, 0, NULL);
+    in[3] = th_tensor(BMS_DTYPE_U8, w_zp, 1, two);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 4, yd);
     assert_memory_equal(y, want, sizeof(want));
 }
 
@@ -524,23 +375,23 @@ static void qlinear_conv_per_channel_scales_and_bias(void **state)
     int32_t bias[2] = {100, -4000};
     uint8_t y[10];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[9];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "QLinearConv", 10, 9, 1);
-    attr_ints(&t, "pads", pads, 2);
-    in[0] = tensor(BMS_DTYPE_U8, x, 3, xd);
-    in[1] = tensor(BMS_DTYPE_F32, x_scale, 0, NULL);
-    in[2] = tensor(BMS_DTYPE_U8, x_zp, 0, NULL);
-    in[3] = tensor(BMS_DTYPE_U8, w, 3, wd);
-    in[4] = tensor(BMS_DTYPE_F32, w_scale, 1, two);
-    in[5] = tensor(BMS_DTYPE_U8, w_zp, 1, two);
-    in[6] = tensor(BMS_DTYPE_F32, y_scale, 0, NULL);
-    in[7] = tensor(BMS_DTYPE_U8, y_zp, 0, NULL);
-    in[8] = tensor(BMS_DTYPE_I32, bias, 1, two);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "QLinearConv", 10, 9, 1);
+    th_attr_ints(&t, "pads", pads, 2);
+    in[0] = th_tensor(BMS_DTYPE_U8, x, 3, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, x_scale, 0, NULL);
+    in[2] = th_tensor(BMS_DTYPE_U8, x_zp, 0, NULL);
+    in[3] = th_tensor(BMS_DTYPE_U8, w, 3, wd);
+    in[4] = th_tensor(BMS_DTYPE_F32, w_scale, 1, two);
+    in[5] = th_tensor(BMS_DTYPE_U8, w_zp, 1, two);
+    in[6] = th_tensor(BMS_DTYPE_F32, y_scale, 0, NULL);
+    in[7] = th_tensor(BMS_DTYPE_U8, y_zp, 0, NULL);
+    in[8] = th_tensor(BMS_DTYPE_I32, bias, 1, two);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(out[0].dtype, BMS_DTYPE_U8);
     assert_memory_equal(y, want, sizeof(want));
 }
@@ -555,21 +406,21 @@ static void qlinear_matmul_rejects_mismatched_zero_point(void **state)
     float scale[1] = {1};
     int8_t y[4];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[8];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "QLinearMatMul", 10, 8, 1);
-    in[0] = tensor(BMS_DTYPE_I8, a, 2, d);
-    in[1] = tensor(BMS_DTYPE_F32, scale, 0, NULL);
-    in[2] = tensor(BMS_DTYPE_U8, bad_zp, 0, NULL);
-    in[3] = tensor(BMS_DTYPE_I8, a, 2, d);
-    in[4] = tensor(BMS_DTYPE_F32, scale, 0, NULL);
-    in[5] = tensor(BMS_DTYPE_I8, zp, 0, NULL);
-    in[6] = tensor(BMS_DTYPE_F32, scale, 0, NULL);
-    in[7] = tensor(BMS_DTYPE_I8, zp, 0, NULL);
-    assert_int_equal(run_node(&t, in, out, od), BMS_ERR_INVALID);
+    th_node_init(&t, "QLinearMatMul", 10, 8, 1);
+    in[0] = th_tensor(BMS_DTYPE_I8, a, 2, d);
+    in[1] = th_tensor(BMS_DTYPE_F32, scale, 0, NULL);
+    in[2] = th_tensor(BMS_DTYPE_U8, bad_zp, 0, NULL);
+    in[3] = th_tensor(BMS_DTYPE_I8, a, 2, d);
+    in[4] = th_tensor(BMS_DTYPE_F32, scale, 0, NULL);
+    in[5] = th_tensor(BMS_DTYPE_I8, zp, 0, NULL);
+    in[6] = th_tensor(BMS_DTYPE_F32, scale, 0, NULL);
+    in[7] = th_tensor(BMS_DTYPE_I8, zp, 0, NULL);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_ERR_INVALID);
 }
 
 
@@ -579,15 +430,15 @@ static void unique_run(int sorted, int64_t *y, int64_t *idx, int64_t *inv,
     static int64_t x[7] = {5, -3, 5, 9, -3, -3, 0};
     static const int64_t xd[1] = {7};
     void *od[4] = {y, idx, inv, counts};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[1];
 
-    tnode_init(&t, "Unique", 11, 1, 4);
-    attr_int(&t, "sorted", sorted);
-    in[0] = tensor(BMS_DTYPE_I64, x, 1, xd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 1, (const int64_t[]){4});
-    assert_dims(&out[2], 1, xd);
+    th_node_init(&t, "Unique", 11, 1, 4);
+    th_attr_int(&t, "sorted", sorted);
+    in[0] = th_tensor(BMS_DTYPE_I64, x, 1, xd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 1, (const int64_t[]){4});
+    th_assert_dims(&out[2], 1, xd);
 }
 
 
@@ -611,15 +462,15 @@ static void unique_sorted_and_first_occurrence_orders(void **state)
 
     (void)state;
     unique_run(1, y, idx, inv, cnt, out);
-    assert_int64s(y, s_y, 4);
-    assert_int64s(idx, s_idx, 4);
-    assert_int64s(inv, s_inv, 7);
-    assert_int64s(cnt, s_cnt, 4);
+    th_assert_int64s(y, s_y, 4);
+    th_assert_int64s(idx, s_idx, 4);
+    th_assert_int64s(inv, s_inv, 7);
+    th_assert_int64s(cnt, s_cnt, 4);
     unique_run(0, y, idx, inv, cnt, out);
-    assert_int64s(y, u_y, 4);
-    assert_int64s(idx, u_idx, 4);
-    assert_int64s(inv, u_inv, 7);
-    assert_int64s(cnt, u_cnt, 4);
+    th_assert_int64s(y, u_y, 4);
+    th_assert_int64s(idx, u_idx, 4);
+    th_assert_int64s(inv, u_inv, 7);
+    th_assert_int64s(cnt, u_cnt, 4);
 }
 
 
@@ -639,20 +490,20 @@ static void unique_along_axis_compares_whole_slices(void **state)
     int64_t inv[4];
     int64_t cnt[4];
     void *od[4] = {y, idx, inv, cnt};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[1];
     struct bms_tensor out[4];
 
     (void)state;
-    tnode_init(&t, "Unique", 11, 1, 4);
-    attr_int(&t, "axis", 1);
-    in[0] = tensor(BMS_DTYPE_I32, x, 2, xd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 2, yd);
+    th_node_init(&t, "Unique", 11, 1, 4);
+    th_attr_int(&t, "axis", 1);
+    in[0] = th_tensor(BMS_DTYPE_I32, x, 2, xd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 2, yd);
     assert_memory_equal(y, want_y, sizeof(want_y));
-    assert_int64s(idx, want_idx, 3);
-    assert_int64s(inv, want_inv, 4);
-    assert_int64s(cnt, want_cnt, 3);
+    th_assert_int64s(idx, want_idx, 3);
+    th_assert_int64s(inv, want_inv, 4);
+    th_assert_int64s(cnt, want_cnt, 3);
 }
 
 
@@ -661,18 +512,18 @@ static void unique_without_data_is_unavailable(void **state)
 {
     static const int64_t xd[1] = {3};
     const struct bms_tensor *inp[1];
-    struct bms_tensor x = tensor(BMS_DTYPE_F32, NULL, 1, xd);
+    struct bms_tensor x = th_tensor(BMS_DTYPE_F32, NULL, 1, xd);
     struct bms_tensor out[1];
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Unique", 11, 1, 1);
+    th_node_init(&t, "Unique", 11, 1, 1);
     inp[0] = &x;
     assert_int_equal(t.node.op->prepare(&t.node, NULL), BMS_OK);
     memset(out, 0, sizeof(out));
     assert_int_equal(t.node.op->infer(&t.node, inp, out, NULL),
                      BMS_ERR_UNAVAILABLE);
-    free(t.node.params);
+    th_node_fini(&t);
 }
 
 
@@ -688,16 +539,16 @@ static void det_pivots_and_finds_singular(void **state)
     };
     float y[2];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[1];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "Det", 11, 1, 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, xd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 1, (const int64_t[]){2});
-    assert_floats(y, want, 2, 1e-6);
+    th_node_init(&t, "Det", 11, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, xd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 1, (const int64_t[]){2});
+    th_assert_floats_d(y, want, 2, 1e-6, 1e-6);
 }
 
 
@@ -708,15 +559,15 @@ static enum bms_status max_unpool(int64_t *idx, float *y,
     static const int64_t k[1] = {2};
     float x[4] = {3, 9, 4, 1};
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[2];
 
-    tnode_init(&t, "MaxUnpool", 11, 2, 1);
-    attr_ints(&t, "kernel_shape", k, 1);
-    attr_ints(&t, "strides", k, 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, xd);
-    in[1] = tensor(BMS_DTYPE_I64, idx, 3, xd);
-    return run_node(&t, in, out, od);
+    th_node_init(&t, "MaxUnpool", 11, 2, 1);
+    th_attr_ints(&t, "kernel_shape", k, 1);
+    th_attr_ints(&t, "strides", k, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, xd);
+    in[1] = th_tensor(BMS_DTYPE_I64, idx, 3, xd);
+    return th_node_check(&t, in, out, od);
 }
 
 
@@ -731,8 +582,8 @@ static void max_unpool_places_by_flat_index(void **state)
 
     (void)state;
     assert_int_equal(max_unpool(idx, y, out), BMS_OK);
-    assert_dims(&out[0], 3, (const int64_t[]){1, 2, 4});
-    assert_floats(y, want, 8, 0);
+    th_assert_dims(&out[0], 3, (const int64_t[]){1, 2, 4});
+    th_assert_floats_d(y, want, 8, 0, 0);
 }
 
 
@@ -759,15 +610,15 @@ static void max_float16_broadcasts_and_propagates_nan(void **state)
     uint16_t b[1] = {0x3c00};
     uint16_t y[5];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[2];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "Max", 13, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F16, a, 1, ad);
-    in[1] = tensor(BMS_DTYPE_F16, b, 1, bd);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "Max", 13, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F16, a, 1, ad);
+    in[1] = th_tensor(BMS_DTYPE_F16, b, 1, bd);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(out[0].dtype, BMS_DTYPE_F16);
     for (int i = 0; i < 5; i++) {
         /* Any NaN will do where NaN is expected. */
@@ -790,16 +641,16 @@ static void mod_float16_fmod_keeps_dividend_sign(void **state)
     uint16_t b[4] = {0x4000, 0x4000, 0xc200, 0x27ae};
     uint16_t y[4];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
     struct bms_tensor in[2];
     struct bms_tensor out[1];
 
     (void)state;
-    tnode_init(&t, "Mod", 13, 2, 1);
-    attr_int(&t, "fmod", 1);
-    in[0] = tensor(BMS_DTYPE_F16, a, 1, d);
-    in[1] = tensor(BMS_DTYPE_F16, b, 1, d);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "Mod", 13, 2, 1);
+    th_attr_int(&t, "fmod", 1);
+    in[0] = th_tensor(BMS_DTYPE_F16, a, 1, d);
+    in[1] = th_tensor(BMS_DTYPE_F16, b, 1, d);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_memory_equal(y, want, sizeof(want));
 }
 

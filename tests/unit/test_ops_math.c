@@ -11,191 +11,13 @@
 #include <string.h>
 
 #include "unit.h"
-#include "engine/graph.h"
-
-#define MAX_ATTRS 8
-#define MAX_IO 5
-
-/* A node under test with room for its index arrays and attributes. */
-struct tnode {
-    struct bms__node node;
-    int inputs[MAX_IO];
-    int outputs[MAX_IO];
-    struct bms__attr attrs[MAX_ATTRS];
-    const struct bms__op *op;
-};
-
-
-static void tnode_init(struct tnode *t, const char *op_type, int64_t opset,
-                       int n_inputs, int n_outputs)
-{
-    memset(t, 0, sizeof(*t));
-    for (const struct bms__op *op = bms__ops_math; op->op_type != NULL;
-         op++) {
-        if (strcmp(op->op_type, op_type) == 0) {
-            t->op = op;
-        }
-    }
-    assert_non_null(t->op);
-    for (int i = 0; i < MAX_IO; i++) {
-        t->inputs[i] = i;
-        t->outputs[i] = MAX_IO + i;
-    }
-    t->node.name = "under_test";
-    t->node.op_type = op_type;
-    t->node.op = t->op;
-    t->node.opset = opset;
-    t->node.n_inputs = n_inputs;
-    t->node.inputs = t->inputs;
-    t->node.n_outputs = n_outputs;
-    t->node.outputs = t->outputs;
-    t->node.attrs = t->attrs;
-}
-
-
-static struct bms__attr *add_attr(struct tnode *t, const char *name,
-                                  enum bms__attr_type type)
-{
-    struct bms__attr *a = &t->attrs[t->node.n_attrs++];
-
-    assert_true(t->node.n_attrs <= MAX_ATTRS);
-    memset(a, 0, sizeof(*a));
-    a->name = name;
-    a->type = type;
-    return a;
-}
-
-
-static void attr_int(struct tnode *t, const char *name, int64_t v)
-{
-    add_attr(t, name, BMS__ATTR_INT)->i = v;
-}
-
-
-static void attr_float(struct tnode *t, const char *name, float v)
-{
-    add_attr(t, name, BMS__ATTR_FLOAT)->f = v;
-}
-
-
-static void attr_ints(struct tnode *t, const char *name, const int64_t *v,
-                      int n)
-{
-    struct bms__attr *a = add_attr(t, name, BMS__ATTR_INTS);
-
-    a->ints = v;
-    a->n = n;
-}
-
-
-static void attr_string(struct tnode *t, const char *name, const char *s)
-{
-    struct bms__attr *a = add_attr(t, name, BMS__ATTR_STRING);
-
-    a->s = s;
-    a->s_len = strlen(s);
-}
-
-
-static struct bms_tensor tensor(enum bms_dtype dtype, void *data,
-                                int n_dims, const int64_t *dims)
-{
-    struct bms_tensor t;
-
-    memset(&t, 0, sizeof(t));
-    t.dtype = dtype;
-    t.n_dims = n_dims;
-    memcpy(t.dims, dims, sizeof(int64_t) * (size_t)n_dims);
-    t.data = data;
-    return t;
-}
+#include "harness.h"
 
 
 static void pattern(float *v, int n, int m, int off, float scale)
 {
     for (int i = 0; i < n; i++) {
         v[i] = (float)((i % m) - off) * scale;
-    }
-}
-
-
-/* prepare + infer only; the node's params stay for the caller to free. */
-static enum bms_status infer_node(struct tnode *t,
-                                  const struct bms_tensor *in,
-                                  struct bms_tensor *out,
-                                  struct bms_diag *diag)
-{
-    const struct bms_tensor *inp[MAX_IO];
-    enum bms_status rc;
-
-    for (int i = 0; i < t->node.n_inputs; i++) {
-        inp[i] = t->inputs[i] >= 0 ? &in[i] : NULL;
-    }
-    rc = t->op->prepare(&t->node, diag);
-    if (rc != BMS_OK) {
-        return rc;
-    }
-    memset(out, 0, sizeof(*out) * (size_t)t->node.n_outputs);
-    return t->op->infer(&t->node, inp, out, diag);
-}
-
-
-/*
- * prepare, infer, then run with out[j].data = out_data[j]; the caller
- * sizes out_data from the dims the test expects, and the test checks the
- * inferred dims first.
- */
-static enum bms_status run_node(struct tnode *t, const struct bms_tensor *in,
-                                struct bms_tensor *out, void **out_data,
-                                struct bms_diag *diag)
-{
-    const struct bms_tensor *inp[MAX_IO];
-    struct bms__ctx ctx = {NULL, 0, 1};
-    enum bms_status rc;
-
-    rc = infer_node(t, in, out, diag);
-    if (rc != BMS_OK) {
-        return rc;
-    }
-    for (int i = 0; i < t->node.n_inputs; i++) {
-        inp[i] = t->inputs[i] >= 0 ? &in[i] : NULL;
-    }
-    for (int j = 0; j < t->node.n_outputs; j++) {
-        out[j].data = out_data[j];
-    }
-    rc = t->op->run(&t->node, inp, out, &ctx);
-    bms__ctx_fini(&ctx);
-    return rc;
-}
-
-
-static void tnode_fini(struct tnode *t)
-{
-    bms__node_params_free(&t->node);
-    t->node.params = NULL;
-}
-
-
-static void assert_dims(const struct bms_tensor *t, int n_dims,
-                        const int64_t *dims)
-{
-    assert_int_equal(t->n_dims, n_dims);
-    for (int i = 0; i < n_dims; i++) {
-        assert_int_equal(t->dims[i], dims[i]);
-    }
-}
-
-
-/* |got - want| <= 1e-5 + 1e-4 * |want|, element by element. */
-static void assert_floats(const float *got, const float *want, int n)
-{
-    for (int i = 0; i < n; i++) {
-        double tol = 1e-5 + 1e-4 * fabs((double)want[i]);
-
-        if (fabs((double)got[i] - (double)want[i]) > tol) {
-            fail_msg("element %d: got %.9g, want %.9g", i, (double)got[i],
-                     (double)want[i]);
-        }
     }
 }
 
@@ -210,16 +32,16 @@ static void add_broadcasts_row_over_matrix(void **state)
     const int64_t ad[] = {2, 3}, bd[] = {3};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Add", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, a, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, b, 1, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 2, ad);
-    assert_floats(y, want, 6);
-    tnode_fini(&t);
+    th_node_init(&t, "Add", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, a, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, b, 1, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, ad);
+    th_assert_floats(y, want, 6, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -233,18 +55,18 @@ static void sub_broadcasts_both_ways(void **state)
     const int64_t ad[] = {3, 1}, bd[] = {2}, yd[] = {3, 2};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Sub", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F64, a, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F64, b, 1, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 2, yd);
+    th_node_init(&t, "Sub", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F64, a, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F64, b, 1, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, yd);
     for (int i = 0; i < 6; i++) {
         assert_true(y[i] == want[i]);
     }
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -259,17 +81,17 @@ static void div_int32_defines_zero_and_overflow(void **state)
     const int64_t d[] = {4};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Div", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_I32, a, 1, d);
-    in[1] = tensor(BMS_DTYPE_I32, b, 1, d);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
+    th_node_init(&t, "Div", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_I32, a, 1, d);
+    in[1] = th_tensor(BMS_DTYPE_I32, b, 1, d);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(y[i], want[i]);
     }
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -282,16 +104,16 @@ static void mul_int64_wraps_on_overflow(void **state)
     const int64_t d[] = {2}, bd[] = {1};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Mul", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_I64, a, 1, d);
-    in[1] = tensor(BMS_DTYPE_I64, b, 1, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
+    th_node_init(&t, "Mul", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_I64, a, 1, d);
+    in[1] = th_tensor(BMS_DTYPE_I64, b, 1, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
     assert_int_equal(y[0], -2);
     assert_int_equal(y[1], -6);
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -300,17 +122,17 @@ static void add_rejects_shapes_that_do_not_broadcast(void **state)
     const int64_t ad[] = {2, 3}, bd[] = {4};
     struct bms_tensor in[2], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Add", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, NULL, 1, bd);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "Add", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, NULL, 1, bd);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "Add"));
     assert_non_null(strstr(diag.msg, "[2,3]"));
     assert_non_null(strstr(diag.msg, "[4]"));
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -319,15 +141,15 @@ static void add_refuses_fp16(void **state)
     const int64_t d[] = {2};
     struct bms_tensor in[2], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Add", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F16, NULL, 1, d);
-    in[1] = tensor(BMS_DTYPE_F16, NULL, 1, d);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_UNSUPPORTED);
+    th_node_init(&t, "Add", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F16, NULL, 1, d);
+    in[1] = th_tensor(BMS_DTYPE_F16, NULL, 1, d);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_UNSUPPORTED);
     assert_string_equal(diag.msg, "Add: datatype FP16 not supported");
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -335,15 +157,15 @@ static void add_unknown_dim_propagates(void **state)
 {
     const int64_t ad[] = {-1, 3}, bd[] = {1, 3}, want[] = {-1, 3};
     struct bms_tensor in[2], out[1];
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Add", 14, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, NULL, 2, bd);
-    assert_int_equal(infer_node(&t, in, out, NULL), BMS_OK);
-    assert_dims(&out[0], 2, want);
-    tnode_fini(&t);
+    th_node_init(&t, "Add", 14, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, NULL, 2, bd);
+    assert_int_equal(th_node_infer(&t, in, out, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, want);
+    th_node_fini(&t);
 }
 
 
@@ -357,18 +179,18 @@ static void add_opset6_broadcasts_at_axis(void **state)
     const int64_t ad[] = {2, 3}, bd[] = {2};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Add", 6, 2, 1);
-    attr_int(&t, "broadcast", 1);
-    attr_int(&t, "axis", 0);
-    in[0] = tensor(BMS_DTYPE_F32, a, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, b, 1, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 2, ad);
-    assert_floats(y, want, 6);
-    tnode_fini(&t);
+    th_node_init(&t, "Add", 6, 2, 1);
+    th_attr_int(&t, "broadcast", 1);
+    th_attr_int(&t, "axis", 0);
+    in[0] = th_tensor(BMS_DTYPE_F32, a, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, b, 1, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, ad);
+    th_assert_floats(y, want, 6, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -389,13 +211,13 @@ static void unary_sigmoid_tanh_relu_match_reference(void **state)
         struct bms_tensor in[1], out[1];
         float y[5];
         void *od[1] = {y};
-        struct tnode t;
+        struct th_node t;
 
-        tnode_init(&t, ops[k], 14, 1, 1);
-        in[0] = tensor(BMS_DTYPE_F32, x, 1, d);
-        assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-        assert_floats(y, want[k], 5);
-        tnode_fini(&t);
+        th_node_init(&t, ops[k], 14, 1, 1);
+        in[0] = th_tensor(BMS_DTYPE_F32, x, 1, d);
+        assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+        th_assert_floats(y, want[k], 5, 1e-5, 1e-4);
+        th_node_fini(&t);
     }
 }
 
@@ -425,17 +247,17 @@ static void unary_math_ops_match_hand_values(void **state)
         struct bms_tensor in[1], out[1];
         float y[4];
         void *od[1] = {y};
-        struct tnode t;
+        struct th_node t;
 
-        tnode_init(&t, ops[k], 13, 1, 1);
-        in[0] = tensor(BMS_DTYPE_F32, x, 1, d);
-        assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
+        th_node_init(&t, ops[k], 13, 1, 1);
+        in[0] = th_tensor(BMS_DTYPE_F32, x, 1, d);
+        assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
         for (int i = 0; i < 4; i++) {
             if (!isnan(want[k][i])) {
-                assert_floats(&y[i], &want[k][i], 1);
+                th_assert_floats(&y[i], &want[k][i], 1, 1e-5, 1e-4);
             }
         }
-        tnode_fini(&t);
+        th_node_fini(&t);
     }
 }
 
@@ -453,15 +275,15 @@ static void neg_abs_int8_wrap_at_minimum(void **state)
         struct bms_tensor in[1], out[1];
         int8_t y[3];
         void *od[1] = {y};
-        struct tnode t;
+        struct th_node t;
 
-        tnode_init(&t, k == 0 ? "Neg" : "Abs", 13, 1, 1);
-        in[0] = tensor(BMS_DTYPE_I8, x, 1, d);
-        assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
+        th_node_init(&t, k == 0 ? "Neg" : "Abs", 13, 1, 1);
+        in[0] = th_tensor(BMS_DTYPE_I8, x, 1, d);
+        assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
         for (int i = 0; i < 3; i++) {
             assert_int_equal(y[i], k == 0 ? want_neg[i] : want_abs[i]);
         }
-        tnode_fini(&t);
+        th_node_fini(&t);
     }
 }
 
@@ -471,14 +293,14 @@ static void exp_refuses_int32(void **state)
     const int64_t d[] = {2};
     struct bms_tensor in[1], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Exp", 13, 1, 1);
-    in[0] = tensor(BMS_DTYPE_I32, NULL, 1, d);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_UNSUPPORTED);
+    th_node_init(&t, "Exp", 13, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_I32, NULL, 1, d);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_UNSUPPORTED);
     assert_string_equal(diag.msg, "Exp: datatype INT32 not supported");
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -493,16 +315,16 @@ static void softmax_opset13_reduces_one_axis(void **state)
     const int64_t d[] = {2, 2, 2};
     struct bms_tensor in[1], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Softmax", 13, 1, 1);
-    attr_int(&t, "axis", 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, d);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 3, d);
-    assert_floats(y, want, 8);
-    tnode_fini(&t);
+    th_node_init(&t, "Softmax", 13, 1, 1);
+    th_attr_int(&t, "axis", 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, d);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 3, d);
+    th_assert_floats(y, want, 8, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -517,14 +339,14 @@ static void softmax_opset11_coerces_to_2d(void **state)
     const int64_t d[] = {2, 2, 2};
     struct bms_tensor in[1], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Softmax", 11, 1, 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, d);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_floats(y, want, 8);
-    tnode_fini(&t);
+    th_node_init(&t, "Softmax", 11, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, d);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_floats(y, want, 8, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -537,14 +359,14 @@ static void logsoftmax_large_inputs_stay_finite(void **state)
     const int64_t d[] = {1, 2};
     struct bms_tensor in[1], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "LogSoftmax", 13, 1, 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 2, d);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_floats(y, want, 2);
-    tnode_fini(&t);
+    th_node_init(&t, "LogSoftmax", 13, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 2, d);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_floats(y, want, 2, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -553,15 +375,15 @@ static void softmax_rejects_axis_out_of_range(void **state)
     const int64_t d[] = {2, 2};
     struct bms_tensor in[1], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Softmax", 13, 1, 1);
-    attr_int(&t, "axis", 2);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 2, d);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "Softmax", 13, 1, 1);
+    th_attr_int(&t, "axis", 2);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 2, d);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "axis 2"));
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -576,23 +398,23 @@ static void gemm_transposes_scales_and_adds_bias(void **state)
     const int64_t ad[] = {3, 2}, bd[] = {4, 3}, cd[] = {4}, yd[] = {2, 4};
     struct bms_tensor in[3], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     pattern(a, 6, 7, 3, 1.0f);
     pattern(b, 12, 5, 2, 1.0f);
-    tnode_init(&t, "Gemm", 13, 3, 1);
-    attr_int(&t, "transA", 1);
-    attr_int(&t, "transB", 1);
-    attr_float(&t, "alpha", 0.5f);
-    attr_float(&t, "beta", 2.0f);
-    in[0] = tensor(BMS_DTYPE_F32, a, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, b, 2, bd);
-    in[2] = tensor(BMS_DTYPE_F32, c, 1, cd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 2, yd);
-    assert_floats(y, want, 8);
-    tnode_fini(&t);
+    th_node_init(&t, "Gemm", 13, 3, 1);
+    th_attr_int(&t, "transA", 1);
+    th_attr_int(&t, "transB", 1);
+    th_attr_float(&t, "alpha", 0.5f);
+    th_attr_float(&t, "beta", 2.0f);
+    in[0] = th_tensor(BMS_DTYPE_F32, a, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, b, 2, bd);
+    in[2] = th_tensor(BMS_DTYPE_F32, c, 1, cd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, yd);
+    th_assert_floats(y, want, 8, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -601,16 +423,16 @@ static void gemm_rejects_bias_that_does_not_broadcast(void **state)
     const int64_t ad[] = {2, 3}, bd[] = {3, 4}, cd[] = {3};
     struct bms_tensor in[3], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Gemm", 13, 3, 1);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, NULL, 2, bd);
-    in[2] = tensor(BMS_DTYPE_F32, NULL, 1, cd);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "Gemm", 13, 3, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, NULL, 2, bd);
+    in[2] = th_tensor(BMS_DTYPE_F32, NULL, 1, cd);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "Gemm: C of dims [3]"));
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -624,18 +446,18 @@ static void matmul_vector_by_batched_matrices(void **state)
     const int64_t ad[] = {3}, bd[] = {2, 3, 2}, yd[] = {2, 2};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     pattern(a, 3, 7, 3, 1.0f);
     pattern(b, 12, 5, 2, 1.0f);
-    tnode_init(&t, "MatMul", 13, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, a, 1, ad);
-    in[1] = tensor(BMS_DTYPE_F32, b, 3, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 2, yd);
-    assert_floats(y, want, 4);
-    tnode_fini(&t);
+    th_node_init(&t, "MatMul", 13, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, a, 1, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, b, 3, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, yd);
+    th_assert_floats(y, want, 4, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -651,18 +473,18 @@ static void matmul_broadcasts_batch_dims(void **state)
     const int64_t yd[] = {2, 3, 2, 2};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     pattern(a, 12, 7, 3, 1.0f);
     pattern(b, 18, 5, 2, 1.0f);
-    tnode_init(&t, "MatMul", 13, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, a, 4, ad);
-    in[1] = tensor(BMS_DTYPE_F32, b, 3, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 4, yd);
-    assert_floats(y, want, 24);
-    tnode_fini(&t);
+    th_node_init(&t, "MatMul", 13, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, a, 4, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, b, 3, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 4, yd);
+    th_assert_floats(y, want, 24, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -671,15 +493,15 @@ static void matmul_rejects_inner_dim_mismatch(void **state)
     const int64_t ad[] = {2, 3}, bd[] = {4, 2};
     struct bms_tensor in[2], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "MatMul", 13, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 2, ad);
-    in[1] = tensor(BMS_DTYPE_F32, NULL, 2, bd);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "MatMul", 13, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 2, ad);
+    in[1] = th_tensor(BMS_DTYPE_F32, NULL, 2, bd);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "MatMul: inner dims differ"));
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -700,21 +522,21 @@ static void conv_2d_asymmetric_pads_strides_bias(void **state)
     const int64_t yd[] = {1, 3, 3, 2};
     struct bms_tensor in[3], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     pattern(x, 50, 7, 3, 1.0f);
     pattern(w, 54, 5, 2, 0.5f);
-    tnode_init(&t, "Conv", 11, 3, 1);
-    attr_ints(&t, "pads", pads, 4);
-    attr_ints(&t, "strides", strides, 2);
-    in[0] = tensor(BMS_DTYPE_F32, x, 4, xd);
-    in[1] = tensor(BMS_DTYPE_F32, w, 4, wd);
-    in[2] = tensor(BMS_DTYPE_F32, b, 1, bd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 4, yd);
-    assert_floats(y, want, 18);
-    tnode_fini(&t);
+    th_node_init(&t, "Conv", 11, 3, 1);
+    th_attr_ints(&t, "pads", pads, 4);
+    th_attr_ints(&t, "strides", strides, 2);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, w, 4, wd);
+    in[2] = th_tensor(BMS_DTYPE_F32, b, 1, bd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 4, yd);
+    th_assert_floats(y, want, 18, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -731,21 +553,21 @@ static void conv_1d_groups_and_dilation(void **state)
     const int64_t xd[] = {1, 4, 7}, wd[] = {2, 2, 2}, yd[] = {1, 2, 7};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     pattern(x, 28, 5, 2, 1.0f);
     pattern(w, 8, 3, 1, 1.0f);
-    tnode_init(&t, "Conv", 11, 2, 1);
-    attr_ints(&t, "pads", pads, 2);
-    attr_ints(&t, "dilations", dil, 1);
-    attr_int(&t, "group", 2);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, xd);
-    in[1] = tensor(BMS_DTYPE_F32, w, 3, wd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 3, yd);
-    assert_floats(y, want, 14);
-    tnode_fini(&t);
+    th_node_init(&t, "Conv", 11, 2, 1);
+    th_attr_ints(&t, "pads", pads, 2);
+    th_attr_ints(&t, "dilations", dil, 1);
+    th_attr_int(&t, "group", 2);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, w, 3, wd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 3, yd);
+    th_assert_floats(y, want, 14, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -760,19 +582,19 @@ static void conv_3d_valid(void **state)
     const int64_t yd[] = {1, 1, 2, 2, 2};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     pattern(x, 27, 4, 1, 1.0f);
     pattern(w, 8, 3, 1, 1.0f);
-    tnode_init(&t, "Conv", 11, 2, 1);
-    attr_string(&t, "auto_pad", "VALID");
-    in[0] = tensor(BMS_DTYPE_F32, x, 5, xd);
-    in[1] = tensor(BMS_DTYPE_F32, w, 5, wd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 5, yd);
-    assert_floats(y, want, 8);
-    tnode_fini(&t);
+    th_node_init(&t, "Conv", 11, 2, 1);
+    th_attr_string(&t, "auto_pad", "VALID");
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 5, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, w, 5, wd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 5, yd);
+    th_assert_floats(y, want, 8, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -790,21 +612,21 @@ static void conv_same_lower_pads_the_start(void **state)
     const int64_t yd[] = {1, 1, 2, 2};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
     for (int i = 0; i < 16; i++) {
         x[i] = (float)i;
     }
-    tnode_init(&t, "Conv", 11, 2, 1);
-    attr_string(&t, "auto_pad", "SAME_LOWER");
-    attr_ints(&t, "strides", strides, 2);
-    in[0] = tensor(BMS_DTYPE_F32, x, 4, xd);
-    in[1] = tensor(BMS_DTYPE_F32, w, 4, wd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 4, yd);
-    assert_floats(y, want, 4);
-    tnode_fini(&t);
+    th_node_init(&t, "Conv", 11, 2, 1);
+    th_attr_string(&t, "auto_pad", "SAME_LOWER");
+    th_attr_ints(&t, "strides", strides, 2);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, w, 4, wd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 4, yd);
+    th_assert_floats(y, want, 4, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -819,17 +641,17 @@ static void conv_same_upper_odd_pad_goes_to_end(void **state)
     const int64_t xd[] = {1, 1, 3}, wd[] = {1, 1, 2}, yd[] = {1, 1, 3};
     struct bms_tensor in[2], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Conv", 11, 2, 1);
-    attr_string(&t, "auto_pad", "SAME_UPPER");
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, xd);
-    in[1] = tensor(BMS_DTYPE_F32, w, 3, wd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 3, yd);
-    assert_floats(y, want, 3);
-    tnode_fini(&t);
+    th_node_init(&t, "Conv", 11, 2, 1);
+    th_attr_string(&t, "auto_pad", "SAME_UPPER");
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, w, 3, wd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 3, yd);
+    th_assert_floats(y, want, 3, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -838,15 +660,15 @@ static void conv_refuses_fp64(void **state)
     const int64_t xd[] = {1, 1, 3, 3}, wd[] = {1, 1, 2, 2};
     struct bms_tensor in[2], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Conv", 11, 2, 1);
-    in[0] = tensor(BMS_DTYPE_F64, NULL, 4, xd);
-    in[1] = tensor(BMS_DTYPE_F64, NULL, 4, wd);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_UNSUPPORTED);
+    th_node_init(&t, "Conv", 11, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_F64, NULL, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_F64, NULL, 4, wd);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_UNSUPPORTED);
     assert_string_equal(diag.msg, "Conv: datatype FP64 not supported");
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -855,16 +677,16 @@ static void conv_rejects_channels_that_do_not_fit_group(void **state)
     const int64_t xd[] = {1, 3, 4, 4}, wd[] = {2, 2, 2, 2};
     struct bms_tensor in[2], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "Conv", 11, 2, 1);
-    attr_int(&t, "group", 2);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 4, xd);
-    in[1] = tensor(BMS_DTYPE_F32, NULL, 4, wd);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "Conv", 11, 2, 1);
+    th_attr_int(&t, "group", 2);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 4, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, NULL, 4, wd);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "group 2"));
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -887,22 +709,22 @@ static void maxpool_indices_row_and_column_major(void **state)
         float y[4];
         int64_t idx[4];
         void *od[2] = {y, idx};
-        struct tnode t;
+        struct th_node t;
 
-        tnode_init(&t, "MaxPool", 12, 1, 2);
-        attr_ints(&t, "kernel_shape", kernel, 2);
-        attr_ints(&t, "strides", strides, 2);
-        attr_int(&t, "ceil_mode", 1);
-        attr_int(&t, "storage_order", order);
-        in[0] = tensor(BMS_DTYPE_F32, x, 4, xd);
-        assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-        assert_dims(&out[0], 4, yd);
+        th_node_init(&t, "MaxPool", 12, 1, 2);
+        th_attr_ints(&t, "kernel_shape", kernel, 2);
+        th_attr_ints(&t, "strides", strides, 2);
+        th_attr_int(&t, "ceil_mode", 1);
+        th_attr_int(&t, "storage_order", order);
+        in[0] = th_tensor(BMS_DTYPE_F32, x, 4, xd);
+        assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+        th_assert_dims(&out[0], 4, yd);
         assert_int_equal(out[1].dtype, BMS_DTYPE_I64);
-        assert_floats(y, want, 4);
+        th_assert_floats(y, want, 4, 1e-5, 1e-4);
         for (int i = 0; i < 4; i++) {
             assert_int_equal(idx[i], order ? want_col[i] : want_row[i]);
         }
-        tnode_fini(&t);
+        th_node_fini(&t);
     }
 }
 
@@ -916,19 +738,19 @@ static void maxpool_uint8_skips_padding(void **state)
     const int64_t xd[] = {1, 1, 3};
     struct bms_tensor in[1], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "MaxPool", 12, 1, 1);
-    attr_ints(&t, "kernel_shape", kernel, 1);
-    attr_ints(&t, "pads", pads, 2);
-    in[0] = tensor(BMS_DTYPE_U8, x, 3, xd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
+    th_node_init(&t, "MaxPool", 12, 1, 1);
+    th_attr_ints(&t, "kernel_shape", kernel, 1);
+    th_attr_ints(&t, "pads", pads, 2);
+    in[0] = th_tensor(BMS_DTYPE_U8, x, 3, xd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
     /* By hand: every window holds only zeros of the input. */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(y[i], 0);
     }
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -949,18 +771,18 @@ static void averagepool_count_include_pad_changes_divisor(void **state)
         struct bms_tensor in[1], out[1];
         float y[4];
         void *od[1] = {y};
-        struct tnode t;
+        struct th_node t;
 
-        tnode_init(&t, "AveragePool", 11, 1, 1);
-        attr_ints(&t, "kernel_shape", kernel, 2);
-        attr_ints(&t, "pads", pads, 4);
-        attr_ints(&t, "strides", strides, 2);
-        attr_int(&t, "count_include_pad", incl);
-        in[0] = tensor(BMS_DTYPE_F32, x, 4, xd);
-        assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-        assert_dims(&out[0], 4, yd);
-        assert_floats(y, incl ? want_incl : want_excl, 4);
-        tnode_fini(&t);
+        th_node_init(&t, "AveragePool", 11, 1, 1);
+        th_attr_ints(&t, "kernel_shape", kernel, 2);
+        th_attr_ints(&t, "pads", pads, 4);
+        th_attr_ints(&t, "strides", strides, 2);
+        th_attr_int(&t, "count_include_pad", incl);
+        in[0] = th_tensor(BMS_DTYPE_F32, x, 4, xd);
+        assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+        th_assert_dims(&out[0], 4, yd);
+        th_assert_floats(y, incl ? want_incl : want_excl, 4, 1e-5, 1e-4);
+        th_node_fini(&t);
     }
 }
 
@@ -968,11 +790,11 @@ static void averagepool_count_include_pad_changes_divisor(void **state)
 static void pool_requires_kernel_shape(void **state)
 {
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "AveragePool", 11, 1, 1);
-    assert_int_equal(t.op->prepare(&t.node, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "AveragePool", 11, 1, 1);
+    assert_int_equal(t.node.op->prepare(&t.node, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "kernel_shape"));
     assert_null(t.node.params);
 }
@@ -987,15 +809,15 @@ static void global_average_pool_means_each_plane(void **state)
     const int64_t xd[] = {1, 2, 2, 2}, yd[] = {1, 2, 1, 1};
     struct bms_tensor in[1], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "GlobalAveragePool", 1, 1, 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 4, xd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 4, yd);
-    assert_floats(y, want, 2);
-    tnode_fini(&t);
+    th_node_init(&t, "GlobalAveragePool", 1, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 4, xd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 4, yd);
+    th_assert_floats(y, want, 2, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
@@ -1013,32 +835,32 @@ static void batchnorm_normalises_per_channel(void **state)
     const int64_t xd[] = {1, 2, 2}, cd[] = {2};
     struct bms_tensor in[5], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "BatchNormalization", 15, 5, 1);
-    attr_float(&t, "epsilon", 0.0f);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, xd);
-    in[1] = tensor(BMS_DTYPE_F32, scale, 1, cd);
-    in[2] = tensor(BMS_DTYPE_F32, bias, 1, cd);
-    in[3] = tensor(BMS_DTYPE_F32, mean, 1, cd);
-    in[4] = tensor(BMS_DTYPE_F32, var, 1, cd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 3, xd);
-    assert_floats(y, want, 4);
-    tnode_fini(&t);
+    th_node_init(&t, "BatchNormalization", 15, 5, 1);
+    th_attr_float(&t, "epsilon", 0.0f);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, scale, 1, cd);
+    in[2] = th_tensor(BMS_DTYPE_F32, bias, 1, cd);
+    in[3] = th_tensor(BMS_DTYPE_F32, mean, 1, cd);
+    in[4] = th_tensor(BMS_DTYPE_F32, var, 1, cd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 3, xd);
+    th_assert_floats(y, want, 4, 1e-5, 1e-4);
+    th_node_fini(&t);
 }
 
 
 static void batchnorm_refuses_training_outputs(void **state)
 {
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "BatchNormalization", 15, 5, 3);
-    attr_int(&t, "training_mode", 1);
-    assert_int_equal(t.op->prepare(&t.node, &diag), BMS_ERR_UNSUPPORTED);
+    th_node_init(&t, "BatchNormalization", 15, 5, 3);
+    th_attr_int(&t, "training_mode", 1);
+    assert_int_equal(t.node.op->prepare(&t.node, &diag), BMS_ERR_UNSUPPORTED);
     assert_non_null(strstr(diag.msg, "BatchNormalization"));
     assert_null(t.node.params);
 }
@@ -1049,18 +871,18 @@ static void batchnorm_rejects_wrong_channel_count(void **state)
     const int64_t xd[] = {1, 2, 2}, cd[] = {2}, bad[] = {3};
     struct bms_tensor in[5], out[1];
     struct bms_diag diag = {{0}};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "BatchNormalization", 15, 5, 1);
-    in[0] = tensor(BMS_DTYPE_F32, NULL, 3, xd);
-    in[1] = tensor(BMS_DTYPE_F32, NULL, 1, cd);
-    in[2] = tensor(BMS_DTYPE_F32, NULL, 1, cd);
-    in[3] = tensor(BMS_DTYPE_F32, NULL, 1, bad);
-    in[4] = tensor(BMS_DTYPE_F32, NULL, 1, cd);
-    assert_int_equal(infer_node(&t, in, out, &diag), BMS_ERR_INVALID);
+    th_node_init(&t, "BatchNormalization", 15, 5, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, NULL, 3, xd);
+    in[1] = th_tensor(BMS_DTYPE_F32, NULL, 1, cd);
+    in[2] = th_tensor(BMS_DTYPE_F32, NULL, 1, cd);
+    in[3] = th_tensor(BMS_DTYPE_F32, NULL, 1, bad);
+    in[4] = th_tensor(BMS_DTYPE_F32, NULL, 1, cd);
+    assert_int_equal(th_node_infer(&t, in, out, &diag), BMS_ERR_INVALID);
     assert_non_null(strstr(diag.msg, "mean has dims [3]"));
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 
@@ -1077,20 +899,20 @@ static void argmax_first_or_last_of_ties(void **state)
         struct bms_tensor in[1], out[1];
         int64_t y[2];
         void *od[1] = {y};
-        struct tnode t;
+        struct th_node t;
 
-        tnode_init(&t, "ArgMax", 13, 1, 1);
-        attr_int(&t, "axis", -1);
-        attr_int(&t, "keepdims", 0);
-        attr_int(&t, "select_last_index", last);
-        in[0] = tensor(BMS_DTYPE_F32, x, 2, xd);
-        assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
+        th_node_init(&t, "ArgMax", 13, 1, 1);
+        th_attr_int(&t, "axis", -1);
+        th_attr_int(&t, "keepdims", 0);
+        th_attr_int(&t, "select_last_index", last);
+        in[0] = th_tensor(BMS_DTYPE_F32, x, 2, xd);
+        assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
         assert_int_equal(out[0].dtype, BMS_DTYPE_I64);
-        assert_dims(&out[0], 1, yd);
+        th_assert_dims(&out[0], 1, yd);
         for (int i = 0; i < 2; i++) {
             assert_int_equal(y[i], last ? want_last[i] : want_first[i]);
         }
-        tnode_fini(&t);
+        th_node_fini(&t);
     }
 }
 
@@ -1104,17 +926,17 @@ static void argmax_keepdims_over_axis_0(void **state)
     const int64_t xd[] = {2, 3}, yd[] = {1, 3};
     struct bms_tensor in[1], out[1];
     void *od[1] = {y};
-    struct tnode t;
+    struct th_node t;
 
     (void)state;
-    tnode_init(&t, "ArgMax", 13, 1, 1);
-    in[0] = tensor(BMS_DTYPE_I32, x, 2, xd);
-    assert_int_equal(run_node(&t, in, out, od, NULL), BMS_OK);
-    assert_dims(&out[0], 2, yd);
+    th_node_init(&t, "ArgMax", 13, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_I32, x, 2, xd);
+    assert_int_equal(th_node_run(&t, in, out, od, NULL), BMS_OK);
+    th_assert_dims(&out[0], 2, yd);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(y[i], want[i]);
     }
-    tnode_fini(&t);
+    th_node_fini(&t);
 }
 
 

@@ -11,148 +11,13 @@
 #include <string.h>
 
 #include "unit.h"
-#include "engine/graph.h"
-
-#define MAX_ATTRS 8
-#define MAX_IO 8
-
-struct tnode {
-    struct bms__node node;
-    int inputs[MAX_IO];
-    int outputs[MAX_IO];
-    struct bms__attr attrs[MAX_ATTRS];
-};
-
-
-static void tnode_init(struct tnode *t, const char *op_type, int64_t opset,
-                       int n_inputs, int n_outputs)
-{
-    memset(t, 0, sizeof(*t));
-    t->node.op = bms__op_find(op_type);
-    assert_non_null(t->node.op);
-    for (int i = 0; i < MAX_IO; i++) {
-        t->inputs[i] = i;
-        t->outputs[i] = MAX_IO + i;
-    }
-    t->node.name = "under_test";
-    t->node.op_type = op_type;
-    t->node.opset = opset;
-    t->node.n_inputs = n_inputs;
-    t->node.inputs = t->inputs;
-    t->node.n_outputs = n_outputs;
-    t->node.outputs = t->outputs;
-    t->node.attrs = t->attrs;
-}
-
-
-static struct bms__attr *add_attr(struct tnode *t, const char *name,
-                                  enum bms__attr_type type)
-{
-    struct bms__attr *a = &t->attrs[t->node.n_attrs++];
-
-    assert_true(t->node.n_attrs <= MAX_ATTRS);
-    memset(a, 0, sizeof(*a));
-    a->name = name;
-    a->type = type;
-    return a;
-}
-
-
-static void attr_int(struct tnode *t, const char *name, int64_t v)
-{
-    add_attr(t, name, BMS__ATTR_INT)->i = v;
-}
-
-
-static void attr_string(struct tnode *t, const char *name, const char *s)
-{
-    struct bms__attr *a = add_attr(t, name, BMS__ATTR_STRING);
-
-    a->s = s;
-    a->s_len = strlen(s);
-}
-
-
-static struct bms_tensor tensor(enum bms_dtype dtype, void *data,
-                                int n_dims, const int64_t *dims)
-{
-    struct bms_tensor t;
-
-    memset(&t, 0, sizeof(t));
-    t.dtype = dtype;
-    t.n_dims = n_dims;
-    if (n_dims > 0) {
-        memcpy(t.dims, dims, sizeof(int64_t) * (size_t)n_dims);
-    }
-    t.data = data;
-    return t;
-}
-
-
-/* prepare, infer, then run with out[j].data = out_data[j]; absent inputs
- * are those whose in[k].dtype is UNDEFINED. */
-static enum bms_status run_node(struct tnode *t, const struct bms_tensor *in,
-                                struct bms_tensor *out, void **out_data)
-{
-    const struct bms_tensor *inp[MAX_IO];
-    struct bms__ctx ctx = {NULL, 0, 1};
-    struct bms_diag diag = {{0}};
-    enum bms_status rc;
-
-    for (int i = 0; i < t->node.n_inputs; i++) {
-        if (in[i].dtype == BMS_DTYPE_UNDEFINED) {
-            t->inputs[i] = -1;
-        }
-        inp[i] = t->inputs[i] >= 0 ? &in[i] : NULL;
-    }
-    rc = t->node.op->prepare(&t->node, &diag);
-    if (rc == BMS_OK) {
-        memset(out, 0, sizeof(*out) * (size_t)t->node.n_outputs);
-        rc = t->node.op->infer(&t->node, inp, out, &diag);
-    }
-    if (rc == BMS_OK) {
-        for (int j = 0; j < t->node.n_outputs; j++) {
-            out[j].data = out_data[j];
-        }
-        rc = t->node.op->run(&t->node, inp, out, &ctx);
-    }
-    bms__ctx_fini(&ctx);
-    free(t->node.params);
-    t->node.params = NULL;
-    if (rc != BMS_OK) {
-        print_message("diag: %s\n", diag.msg);
-    }
-    return rc;
-}
-
-
-static void assert_dims(const struct bms_tensor *t, int n_dims,
-                        const int64_t *dims)
-{
-    assert_int_equal(t->n_dims, n_dims);
-    for (int i = 0; i < n_dims; i++) {
-        assert_int_equal(t->dims[i], dims[i]);
-    }
-}
-
-
-static void assert_floats(const float *got, const float *want, int n,
-                          double tol)
-{
-    for (int i = 0; i < n; i++) {
-        if (fabs((double)got[i] - (double)want[i]) >
-            tol * (1 + fabs((double)want[i]))) {
-            fail_msg("element %d: got %.9g, want %.9g", i, (double)got[i],
-                     (double)want[i]);
-        }
-    }
-}
+#include "harness.h"
 
 
 /* log(e^1000 + e^1000) = 1000 + ln 2: a naive sum of exp overflows. */
 static void reduce_log_sum_exp_survives_large_values(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[4] = {1000, 1000, -1000, -1000};
     static const int64_t dims[2] = {2, 2};
     static const int64_t axes[1] = {1};
@@ -164,15 +29,15 @@ static void reduce_log_sum_exp_survives_large_values(void **state)
     const float want[2] = {1000.0f + 0.69314718f, -1000.0f + 0.69314718f};
 
     (void)state;
-    tnode_init(&t, "ReduceLogSumExp", 13, 1, 1);
-    a = add_attr(&t, "axes", BMS__ATTR_INTS);
+    th_node_init(&t, "ReduceLogSumExp", 13, 1, 1);
+    a = th_attr_add(&t, "axes", BMS__ATTR_INTS);
     a->ints = axes;
     a->n = 1;
-    attr_int(&t, "keepdims", 0);
-    in[0] = tensor(BMS_DTYPE_F32, x, 2, dims);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 1, (const int64_t[]){2});
-    assert_floats(y, want, 2, 1e-6);
+    th_attr_int(&t, "keepdims", 0);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 2, dims);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 1, (const int64_t[]){2});
+    th_assert_floats(y, want, 2, 1e-6, 1e-6);
 }
 
 
@@ -180,7 +45,7 @@ static void reduce_log_sum_exp_survives_large_values(void **state)
  * the input as it is; without the flag it sums everything (1+..+6). */
 static void reduce_sum_empty_axes_noop_or_all(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[6] = {1, 2, 3, 4, 5, 6};
     static const int64_t dims[2] = {2, 3};
     static const int64_t zero[1] = {0};
@@ -191,19 +56,19 @@ static void reduce_sum_empty_axes_noop_or_all(void **state)
     void *od[1] = {y};
 
     (void)state;
-    tnode_init(&t, "ReduceSum", 13, 2, 1);
-    attr_int(&t, "noop_with_empty_axes", 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 2, dims);
-    in[1] = tensor(BMS_DTYPE_I64, no_axes, 1, zero);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 2, dims);
-    assert_floats(y, x, 6, 0);
+    th_node_init(&t, "ReduceSum", 13, 2, 1);
+    th_attr_int(&t, "noop_with_empty_axes", 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 2, dims);
+    in[1] = th_tensor(BMS_DTYPE_I64, no_axes, 1, zero);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 2, dims);
+    th_assert_floats(y, x, 6, 0, 0);
 
-    tnode_init(&t, "ReduceSum", 13, 2, 1);
-    attr_int(&t, "keepdims", 0);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "ReduceSum", 13, 2, 1);
+    th_attr_int(&t, "keepdims", 0);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(out[0].n_dims, 0);
-    assert_floats(y, (const float[]){21}, 1, 0);
+    th_assert_floats(y, (const float[]){21}, 1, 0, 0);
 }
 
 
@@ -212,7 +77,7 @@ static void reduce_sum_empty_axes_noop_or_all(void **state)
  * INT32_MIN % -1 is 0 without trapping. */
 static void mod_int_sign_rules_and_zero_divisor(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     int32_t a[4] = {-4, 7, 5, INT32_MIN};
     int32_t b[4] = {3, -3, 0, -1};
     static const int64_t dims[1] = {4};
@@ -222,18 +87,18 @@ static void mod_int_sign_rules_and_zero_divisor(void **state)
     void *od[1] = {y};
 
     (void)state;
-    tnode_init(&t, "Mod", 13, 2, 1);
-    in[0] = tensor(BMS_DTYPE_I32, a, 1, dims);
-    in[1] = tensor(BMS_DTYPE_I32, b, 1, dims);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "Mod", 13, 2, 1);
+    in[0] = th_tensor(BMS_DTYPE_I32, a, 1, dims);
+    in[1] = th_tensor(BMS_DTYPE_I32, b, 1, dims);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(y[0], 2);
     assert_int_equal(y[1], -2);
     assert_int_equal(y[2], 0);
     assert_int_equal(y[3], 0);
 
-    tnode_init(&t, "Mod", 13, 2, 1);
-    attr_int(&t, "fmod", 1);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
+    th_node_init(&t, "Mod", 13, 2, 1);
+    th_attr_int(&t, "fmod", 1);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
     assert_int_equal(y[0], -1);
     assert_int_equal(y[1], 1);
 }
@@ -242,7 +107,7 @@ static void mod_int_sign_rules_and_zero_divisor(void **state)
 /* Where broadcasts all three: cond [2,1], x [1,3], y scalar. */
 static void where_broadcasts_three_ways(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     uint8_t c[2] = {1, 0};
     float x[3] = {1, 2, 3};
     float s = -1;
@@ -253,20 +118,20 @@ static void where_broadcasts_three_ways(void **state)
     const float want[6] = {1, 2, 3, -1, -1, -1};
 
     (void)state;
-    tnode_init(&t, "Where", 16, 3, 1);
-    in[0] = tensor(BMS_DTYPE_BOOL, c, 2, (const int64_t[]){2, 1});
-    in[1] = tensor(BMS_DTYPE_F32, x, 2, (const int64_t[]){1, 3});
-    in[2] = tensor(BMS_DTYPE_F32, &s, 0, NULL);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 2, (const int64_t[]){2, 3});
-    assert_floats(y, want, 6, 0);
+    th_node_init(&t, "Where", 16, 3, 1);
+    in[0] = th_tensor(BMS_DTYPE_BOOL, c, 2, (const int64_t[]){2, 1});
+    in[1] = th_tensor(BMS_DTYPE_F32, x, 2, (const int64_t[]){1, 3});
+    in[2] = th_tensor(BMS_DTYPE_F32, &s, 0, NULL);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 2, (const int64_t[]){2, 3});
+    th_assert_floats(y, want, 6, 0, 0);
 }
 
 
 /* numpy: np.arange(10)[::-3] = [9, 6, 3, 0]; ends of INT64_MIN clamp. */
 static void slice_negative_step_runs_backwards(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     int64_t x[10];
     int64_t starts[1] = {-1};
     int64_t ends[1] = {INT64_MIN};
@@ -282,14 +147,14 @@ static void slice_negative_step_runs_backwards(void **state)
     for (int i = 0; i < 10; i++) {
         x[i] = i;
     }
-    tnode_init(&t, "Slice", 13, 5, 1);
-    in[0] = tensor(BMS_DTYPE_I64, x, 1, (const int64_t[]){10});
-    in[1] = tensor(BMS_DTYPE_I64, starts, 1, one);
-    in[2] = tensor(BMS_DTYPE_I64, ends, 1, one);
-    in[3] = tensor(BMS_DTYPE_I64, axes, 1, one);
-    in[4] = tensor(BMS_DTYPE_I64, steps, 1, one);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 1, (const int64_t[]){4});
+    th_node_init(&t, "Slice", 13, 5, 1);
+    in[0] = th_tensor(BMS_DTYPE_I64, x, 1, (const int64_t[]){10});
+    in[1] = th_tensor(BMS_DTYPE_I64, starts, 1, one);
+    in[2] = th_tensor(BMS_DTYPE_I64, ends, 1, one);
+    in[3] = th_tensor(BMS_DTYPE_I64, axes, 1, one);
+    in[4] = th_tensor(BMS_DTYPE_I64, steps, 1, one);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 1, (const int64_t[]){4});
     assert_int_equal(y[0], 9);
     assert_int_equal(y[1], 6);
     assert_int_equal(y[2], 3);
@@ -301,7 +166,7 @@ static void slice_negative_step_runs_backwards(void **state)
  * (pads longer than the dim reflect again). */
 static void pad_reflect_matches_numpy(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[3] = {1, 2, 3};
     int64_t pads[2] = {4, 2};
     struct bms_tensor in[2];
@@ -311,13 +176,13 @@ static void pad_reflect_matches_numpy(void **state)
     const float want[9] = {1, 2, 3, 2, 1, 2, 3, 2, 1};
 
     (void)state;
-    tnode_init(&t, "Pad", 13, 2, 1);
-    attr_string(&t, "mode", "reflect");
-    in[0] = tensor(BMS_DTYPE_F32, x, 1, (const int64_t[]){3});
-    in[1] = tensor(BMS_DTYPE_I64, pads, 1, (const int64_t[]){2});
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 1, (const int64_t[]){9});
-    assert_floats(y, want, 9, 0);
+    th_node_init(&t, "Pad", 13, 2, 1);
+    th_attr_string(&t, "mode", "reflect");
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 1, (const int64_t[]){3});
+    in[1] = th_tensor(BMS_DTYPE_I64, pads, 1, (const int64_t[]){2});
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 1, (const int64_t[]){9});
+    th_assert_floats(y, want, 9, 0, 0);
 }
 
 
@@ -326,7 +191,7 @@ static void pad_reflect_matches_numpy(void **state)
  * positions repeat). */
 static void resize_linear_half_pixel_upsamples(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[4] = {1, 2, 3, 4};
     float scales[4] = {1, 1, 2, 2};
     struct bms_tensor in[3];
@@ -339,21 +204,21 @@ static void resize_linear_half_pixel_upsamples(void **state)
     };
 
     (void)state;
-    tnode_init(&t, "Resize", 13, 3, 1);
-    attr_string(&t, "mode", "linear");
-    in[0] = tensor(BMS_DTYPE_F32, x, 4, (const int64_t[]){1, 1, 2, 2});
-    in[1] = tensor(BMS_DTYPE_UNDEFINED, NULL, 0, NULL);
-    in[2] = tensor(BMS_DTYPE_F32, scales, 1, (const int64_t[]){4});
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 4, (const int64_t[]){1, 1, 4, 4});
-    assert_floats(y, want, 16, 1e-6);
+    th_node_init(&t, "Resize", 13, 3, 1);
+    th_attr_string(&t, "mode", "linear");
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 4, (const int64_t[]){1, 1, 2, 2});
+    in[1] = th_tensor(BMS_DTYPE_UNDEFINED, NULL, 0, NULL);
+    in[2] = th_tensor(BMS_DTYPE_F32, scales, 1, (const int64_t[]){4});
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 4, (const int64_t[]){1, 1, 4, 4});
+    th_assert_floats(y, want, 16, 1e-6, 1e-6);
 }
 
 
 /* Equal values keep the lower index first. */
 static void topk_ties_take_lower_index(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[5] = {1, 3, 2, 3, 0};
     int64_t k = 3;
     struct bms_tensor in[2];
@@ -363,11 +228,11 @@ static void topk_ties_take_lower_index(void **state)
     void *od[2] = {v, idx};
 
     (void)state;
-    tnode_init(&t, "TopK", 11, 2, 2);
-    in[0] = tensor(BMS_DTYPE_F32, x, 1, (const int64_t[]){5});
-    in[1] = tensor(BMS_DTYPE_I64, &k, 1, (const int64_t[]){1});
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_floats(v, (const float[]){3, 3, 2}, 3, 0);
+    th_node_init(&t, "TopK", 11, 2, 2);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 1, (const int64_t[]){5});
+    in[1] = th_tensor(BMS_DTYPE_I64, &k, 1, (const int64_t[]){1});
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_floats(v, (const float[]){3, 3, 2}, 3, 0, 0);
     assert_int_equal(idx[0], 1);
     assert_int_equal(idx[1], 3);
     assert_int_equal(idx[2], 2);
@@ -379,7 +244,7 @@ static void topk_ties_take_lower_index(void **state)
  * 0.5 box 1 (lower score) goes. */
 static void nms_drops_overlapping_lower_score(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float boxes[12] = {0, 0, 1, 1, 0.1f, 0.1f, 1.1f, 1.1f, 5, 5, 6, 6};
     float scores[3] = {0.9f, 0.8f, 0.7f};
     int64_t max_out = 10;
@@ -390,13 +255,13 @@ static void nms_drops_overlapping_lower_score(void **state)
     void *od[1] = {sel};
 
     (void)state;
-    tnode_init(&t, "NonMaxSuppression", 11, 4, 1);
-    in[0] = tensor(BMS_DTYPE_F32, boxes, 3, (const int64_t[]){1, 3, 4});
-    in[1] = tensor(BMS_DTYPE_F32, scores, 3, (const int64_t[]){1, 1, 3});
-    in[2] = tensor(BMS_DTYPE_I64, &max_out, 1, (const int64_t[]){1});
-    in[3] = tensor(BMS_DTYPE_F32, &iou, 1, (const int64_t[]){1});
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 2, (const int64_t[]){2, 3});
+    th_node_init(&t, "NonMaxSuppression", 11, 4, 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, boxes, 3, (const int64_t[]){1, 3, 4});
+    in[1] = th_tensor(BMS_DTYPE_F32, scores, 3, (const int64_t[]){1, 1, 3});
+    in[2] = th_tensor(BMS_DTYPE_I64, &max_out, 1, (const int64_t[]){1});
+    in[3] = th_tensor(BMS_DTYPE_F32, &iou, 1, (const int64_t[]){1});
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 2, (const int64_t[]){2, 3});
     assert_int_equal(sel[2], 0);
     assert_int_equal(sel[5], 2);
 }
@@ -405,7 +270,7 @@ static void nms_drops_overlapping_lower_score(void **state)
 /* "...ii->...i" takes each matrix's diagonal. */
 static void einsum_batch_diagonal(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     struct bms_tensor in[1];
     struct bms_tensor out[1];
@@ -413,12 +278,12 @@ static void einsum_batch_diagonal(void **state)
     void *od[1] = {y};
 
     (void)state;
-    tnode_init(&t, "Einsum", 12, 1, 1);
-    attr_string(&t, "equation", "...ii ->...i");
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, (const int64_t[]){2, 2, 2});
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 2, (const int64_t[]){2, 2});
-    assert_floats(y, (const float[]){1, 4, 5, 8}, 4, 0);
+    th_node_init(&t, "Einsum", 12, 1, 1);
+    th_attr_string(&t, "equation", "...ii ->...i");
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, (const int64_t[]){2, 2, 2});
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 2, (const int64_t[]){2, 2});
+    th_assert_floats(y, (const float[]){1, 4, 5, 8}, 4, 0, 0);
 }
 
 
@@ -430,7 +295,7 @@ static void einsum_batch_diagonal(void **state)
  */
 static void lstm_two_steps_match_pytorch(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     float x[2] = {0.5f, -1.0f};
     float w[4] = {0.1f, 0.2f, 0.3f, 0.4f};
     float r[4] = {0.5f, 0.5f, 0.5f, 0.5f};
@@ -445,20 +310,21 @@ static void lstm_two_steps_match_pytorch(void **state)
     static const int64_t one3[3] = {1, 1, 1};
 
     (void)state;
-    tnode_init(&t, "LSTM", 14, 7, 3);
-    attr_int(&t, "hidden_size", 1);
-    in[0] = tensor(BMS_DTYPE_F32, x, 3, (const int64_t[]){2, 1, 1});
-    in[1] = tensor(BMS_DTYPE_F32, w, 3, (const int64_t[]){1, 4, 1});
-    in[2] = tensor(BMS_DTYPE_F32, r, 3, (const int64_t[]){1, 4, 1});
-    in[3] = tensor(BMS_DTYPE_UNDEFINED, NULL, 0, NULL);
-    in[4] = tensor(BMS_DTYPE_UNDEFINED, NULL, 0, NULL);
-    in[5] = tensor(BMS_DTYPE_F32, &h0, 3, one3);
-    in[6] = tensor(BMS_DTYPE_F32, &c0, 3, one3);
-    assert_int_equal(run_node(&t, in, out, od), BMS_OK);
-    assert_dims(&out[0], 4, (const int64_t[]){2, 1, 1, 1});
-    assert_floats(y, (const float[]){0.17276496f, -0.0026051462f}, 2, 1e-5);
-    assert_floats(&yh, (const float[]){-0.0026051462f}, 1, 1e-5);
-    assert_floats(&yc, (const float[]){-0.0055238091f}, 1, 1e-5);
+    th_node_init(&t, "LSTM", 14, 7, 3);
+    th_attr_int(&t, "hidden_size", 1);
+    in[0] = th_tensor(BMS_DTYPE_F32, x, 3, (const int64_t[]){2, 1, 1});
+    in[1] = th_tensor(BMS_DTYPE_F32, w, 3, (const int64_t[]){1, 4, 1});
+    in[2] = th_tensor(BMS_DTYPE_F32, r, 3, (const int64_t[]){1, 4, 1});
+    in[3] = th_tensor(BMS_DTYPE_UNDEFINED, NULL, 0, NULL);
+    in[4] = th_tensor(BMS_DTYPE_UNDEFINED, NULL, 0, NULL);
+    in[5] = th_tensor(BMS_DTYPE_F32, &h0, 3, one3);
+    in[6] = th_tensor(BMS_DTYPE_F32, &c0, 3, one3);
+    assert_int_equal(th_node_check(&t, in, out, od), BMS_OK);
+    th_assert_dims(&out[0], 4, (const int64_t[]){2, 1, 1, 1});
+    th_assert_floats(y, (const float[]){0.17276496f, -0.0026051462f}, 2,
+                     1e-5, 1e-5);
+    th_assert_floats(&yh, (const float[]){-0.0026051462f}, 1, 1e-5, 1e-5);
+    th_assert_floats(&yc, (const float[]){-0.0055238091f}, 1, 1e-5, 1e-5);
 }
 
 
@@ -466,29 +332,29 @@ static void lstm_two_steps_match_pytorch(void **state)
  * Range's inputs, infer answers UNAVAILABLE rather than guessing. */
 static void range_infer_needs_data(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     const struct bms_tensor *inp[3];
     struct bms_tensor in[3];
     struct bms_tensor out[1];
     struct bms_diag diag = {{0}};
 
     (void)state;
-    tnode_init(&t, "Range", 11, 3, 1);
+    th_node_init(&t, "Range", 11, 3, 1);
     for (int k = 0; k < 3; k++) {
-        in[k] = tensor(BMS_DTYPE_F32, NULL, 0, NULL);
+        in[k] = th_tensor(BMS_DTYPE_F32, NULL, 0, NULL);
         inp[k] = &in[k];
     }
     assert_int_equal(t.node.op->prepare(&t.node, &diag), BMS_OK);
     assert_int_equal(t.node.op->infer(&t.node, inp, out, &diag),
                      BMS_ERR_UNAVAILABLE);
-    free(t.node.params);
+    th_node_fini(&t);
 }
 
 
 /* FP16 is refused as unsupported, naming the op and the datatype. */
 static void fp16_is_unsupported_with_message(void **state)
 {
-    struct tnode t;
+    struct th_node t;
     const struct bms_tensor *inp[1];
     struct bms_tensor in[1];
     struct bms_tensor out[1];
@@ -496,15 +362,15 @@ static void fp16_is_unsupported_with_message(void **state)
     uint16_t x[1] = {0};
 
     (void)state;
-    tnode_init(&t, "Erf", 13, 1, 1);
-    in[0] = tensor(BMS_DTYPE_F16, x, 1, (const int64_t[]){1});
+    th_node_init(&t, "Erf", 13, 1, 1);
+    in[0] = th_tensor(BMS_DTYPE_F16, x, 1, (const int64_t[]){1});
     inp[0] = &in[0];
     assert_int_equal(t.node.op->prepare(&t.node, &diag), BMS_OK);
     assert_int_equal(t.node.op->infer(&t.node, inp, out, &diag),
                      BMS_ERR_UNSUPPORTED);
     assert_non_null(strstr(diag.msg, "Erf"));
     assert_non_null(strstr(diag.msg, "FP16"));
-    free(t.node.params);
+    th_node_fini(&t);
 }
 
 

@@ -6,7 +6,6 @@
  * model is run both with BMS_OPTIMIZE=0 and with the optimiser on, three
  * times each, so that dynamic and planned runs are both checked.
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +14,8 @@
 #include "bms/engine.h"
 #include "engine/model.h"
 #include "engine/plan.h"
+#include "harness.h"
 
-#define DATA "tests/data/"
 #define MAX_OUTPUTS 4
 
 /* The last "optimised" debug line the engine logged. */
@@ -49,7 +48,7 @@ static struct bms_model *load_opt(const char *name, int on)
     if (old != NULL) {
         snprintf(saved, sizeof(saved), "%s", old);
     }
-    snprintf(path, sizeof(path), DATA "%s", name);
+    snprintf(path, sizeof(path), TH_DATA "%s", name);
     setenv("BMS_OPTIMIZE", on ? "1" : "0", 1);
     opt_line[0] = '\0';
     bms_log_set_handler(capture_log, NULL);
@@ -69,55 +68,6 @@ static struct bms_model *load_opt(const char *name, int on)
 }
 
 
-static void read_pb(const char *name, struct bms__pool *pool,
-                    struct bms_tensor *t)
-{
-    struct bms_diag diag;
-    char path[256];
-    FILE *f;
-    char *data;
-    long len;
-
-    snprintf(path, sizeof(path), DATA "%s", name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    assert_int_equal(fseek(f, 0, SEEK_END), 0);
-    len = ftell(f);
-    assert_true(len > 0);
-    rewind(f);
-    data = malloc((size_t)len);
-    assert_non_null(data);
-    assert_int_equal(fread(data, 1, (size_t)len, f), (size_t)len);
-    fclose(f);
-    assert_int_equal(bms__tensor_read(data, (size_t)len, pool, t, NULL,
-                                      &diag), BMS_OK);
-    free(data);
-}
-
-
-/* got equals want in dims and, element by element, within tolerance. */
-static void assert_close(const struct bms_tensor *got,
-                         const struct bms_tensor *want)
-{
-    int64_t n = bms_tensor_numel(want);
-
-    assert_int_equal(got->dtype, BMS_DTYPE_F32);
-    assert_int_equal(got->n_dims, want->n_dims);
-    for (int d = 0; d < want->n_dims; d++) {
-        assert_int_equal(got->dims[d], want->dims[d]);
-    }
-    for (int64_t i = 0; i < n; i++) {
-        float a = ((const float *)got->data)[i];
-        float b = ((const float *)want->data)[i];
-
-        if (!(fabsf(a - b) <= 1e-5f + 1e-4f * fabsf(b))) {
-            fail_msg("element %lld: got %.9g, want %.9g", (long long)i,
-                     (double)a, (double)b);
-        }
-    }
-}
-
-
 /*
  * Run opt_<name>.onnx on its input with the optimiser off and on: the
  * node counts must be nodes_off and nodes_on, and every output of every
@@ -134,10 +84,10 @@ static void check_model(const char *name, int n_outputs, int nodes_off,
     char file[128];
 
     snprintf(file, sizeof(file), "opt_%s_in.pb", name);
-    read_pb(file, &pool, &x);
+    th_pb_read(file, &pool, &x);
     for (int k = 0; k < n_outputs; k++) {
         snprintf(file, sizeof(file), "opt_%s_out%d.pb", name, k);
-        read_pb(file, &pool, &want[k]);
+        th_pb_read(file, &pool, &want[k]);
     }
     for (int on = 0; on <= 1; on++) {
         struct bms_session *session = NULL;
@@ -156,9 +106,9 @@ static void check_model(const char *name, int n_outputs, int nodes_off,
             assert_int_equal(bms_session_run(session, &x, y, &diag),
                              BMS_OK);
             for (int k = 0; k < n_outputs; k++) {
-                assert_close(&y[k], &want[k]);
+                th_assert_tensor_close(&y[k], &want[k]);
                 if (on) {
-                    assert_close(&y[k], &off[k]);
+                    th_assert_tensor_close(&y[k], &off[k]);
                 }
             }
         }
@@ -289,7 +239,7 @@ static void run_planned(struct bms_session *session,
     struct bms_tensor y;
 
     assert_int_equal(bms_session_run(session, x, &y, &diag), BMS_OK);
-    assert_close(&y, want);
+    th_assert_tensor_close(&y, want);
     assert_true(bms__session_plan_stats(session, arena_size, total_size,
                                         n_buffers));
 }
@@ -308,8 +258,8 @@ static void plan_shares_buffers_with_disjoint_lifetimes(void **state)
     int n_buffers;
 
     (void)state;
-    read_pb("opt_chain_in.pb", &pool, &x);
-    read_pb("opt_chain_out0.pb", &pool, &want);
+    th_pb_read("opt_chain_in.pb", &pool, &x);
+    th_pb_read("opt_chain_out0.pb", &pool, &want);
     assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
     assert_false(bms__session_plan_stats(session, &arena_size, &total_size,
                                          &n_buffers));
@@ -339,8 +289,8 @@ static void plan_follows_input_dims(void **state)
     int n_buffers;
 
     (void)state;
-    read_pb("opt_chain_in.pb", &pool, &x1);
-    read_pb("opt_chain_out0.pb", &pool, &want1);
+    th_pb_read("opt_chain_in.pb", &pool, &x1);
+    th_pb_read("opt_chain_out0.pb", &pool, &want1);
     x3 = x1;
     want3 = want1;
     x3.dims[0] = 3;
@@ -382,8 +332,8 @@ static void plan_gives_views_their_input_buffer(void **state)
     int n_buffers;
 
     (void)state;
-    read_pb("opt_view_in.pb", &pool, &x);
-    read_pb("opt_view_out0.pb", &pool, &want);
+    th_pb_read("opt_view_in.pb", &pool, &x);
+    th_pb_read("opt_view_out0.pb", &pool, &want);
     assert_int_equal(bms_model_n_nodes(model), 4);
     assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
     for (int run = 0; run < 3; run++) {

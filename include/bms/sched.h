@@ -60,10 +60,12 @@ struct bms_sched_stats {
  * Create a scheduler for every ready version in repo, with its queue and
  * instances, their sessions made now.  The kernels of each instance get
  * n_cores / instances threads, at least 1 (n_cores 0: the online cores),
- * so that a version's instances together never use more than the cores.
- * The repository must outlive the scheduler.  Fails with BMS_ERR_NOMEM, a
- * session's error, or BMS_ERR_IO when a thread cannot start; nothing is
- * left behind.  Not thread-safe: call it before serving.
+ * so that a version's instances together never use more than the cores
+ * (the sessions take it from bms_engine_set_threads, which is left at 0
+ * afterwards).  The repository must outlive the scheduler.  Fails with
+ * BMS_ERR_NOMEM, a session's error, or BMS_ERR_IO when a thread cannot
+ * start; nothing is left behind.  Not thread-safe: call it before
+ * serving.
  */
 enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
                                  struct bms_sched **out,

@@ -372,6 +372,10 @@ static void *worker_main(void *arg)
         q->stats.requests += n;
         q->stats.items += n_items;
         q->stats.executions += n_runs;
+        bms_log(BMS_LOG_DEBUG, "sched", "msg=\"batch ran\" model=%s "
+                "version=%" PRId64 " requests=%d items=%" PRId64
+                " runs=%d", bms_served_name(q->served),
+                bms_served_version(q->served), n, n_items, n_runs);
     }
     pthread_mutex_unlock(&q->lock);
     return NULL;

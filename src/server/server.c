@@ -487,7 +487,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* Request threads: twice the cores, at least 4; with a scheduler at
  * least QUEUED_THREADS, since each waits for its request's turn and the
- * batches fill only with requests that are waiting. */
+ * batches fill only with requests that are waiting.  TODO: suspend the
+ * connection while its request is queued instead of blocking a thread,
+ * so that batch sizes and open connections are not bound by threads. */
 static int default_threads(int queued)
 {
     long n_cores = sysconf(_SC_NPROCESSORS_ONLN);

@@ -28,7 +28,8 @@ CFLAGS  += -Werror
 endif
 
 LIB_SRC := $(wildcard src/base/*.c src/engine/*.c src/engine/ops/*.c \
-                      src/repo/*.c src/sched/*.c src/store/*.c \
+                      src/repo/*.c src/sched/*.c src/worker/*.c \
+                      src/store/*.c \
                       src/server/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)

@@ -384,7 +384,9 @@ static enum bms_status reshape_target(const struct bms__node *node,
         return bms_diag_set(diag, BMS_ERR_UNSUPPORTED, "more than %d dims",
                             BMS_MAX_DIMS);
     }
-    memcpy(shape, attr, (size_t)*n * sizeof(int64_t));
+    if (*n > 0) {
+        memcpy(shape, attr, (size_t)*n * sizeof(int64_t));
+    }
     return BMS_OK;
 }
 

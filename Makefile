@@ -26,6 +26,11 @@ endif
 ifeq ($(WERROR),1)
 CFLAGS  += -Werror
 endif
+# A test build with the faulty operator BmsTestFault (tests/e2e/
+# test_isolation.py): make TEST_FAULTS=1 BUILD=build/faults
+ifeq ($(TEST_FAULTS),1)
+CFLAGS  += -DBMS_TEST_FAULTS
+endif
 
 LIB_SRC := $(wildcard src/base/*.c src/engine/*.c src/engine/ops/*.c \
                       src/repo/*.c src/sched/*.c src/worker/*.c \

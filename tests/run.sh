@@ -7,6 +7,7 @@
 #                test that does not pass is in conformance/expected.txt)
 #   e2e          tests/e2e/run.py          (the real server, release build)
 #   e2e-san      the bad-input tests again, on the sanitizer build
+#   e2e-faults   crash isolation, on a build with a test-only faulty op
 #
 # Each stage prints `<stage>: N passed, N failed[, N skipped]`; the last
 # line adds them up.  Exit status 1 if anything failed.
@@ -69,6 +70,8 @@ build() {
 
 build release
 build san SAN=1 BUILD=build/san
+# The test-only faulty operator, for the crash-isolation tests.
+build faults TEST_FAULTS=1 BUILD=build/faults
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
@@ -81,6 +84,8 @@ stage conformance build/san/conformance -q \
 stage e2e /usr/bin/python3 tests/e2e/run.py
 BMS_BIN=build/san/bms stage e2e-san /usr/bin/python3 tests/e2e/run.py \
     test_errors
+BMS_BIN=build/faults/bms stage e2e-faults /usr/bin/python3 tests/e2e/run.py \
+    test_isolation
 
 echo "total: $total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ]

@@ -36,6 +36,38 @@ struct bms_manifest_dep {
 /* Most preferred batch sizes a manifest may list. */
 #define BMS_SCHED_MAX_PREFERRED 16
 
+/* Where "scheduling.isolation" runs the instances of a version. */
+enum bms_isolation {
+    BMS_ISOLATION_THREAD = 0,    /* "thread": threads of the server */
+    BMS_ISOLATION_PROCESS = 1    /* "process": supervised child processes */
+};
+
+/*
+ * Canary probes of each instance: the "health" object of config.json.
+ * Each instance runs a batch-1 input of zeros every period_ms; one that
+ * fails or takes longer than timeout_ms leaves the rotation until a probe
+ * passes again.
+ */
+struct bms_health_config {
+    int64_t period_ms;           /* default 5000; 0: no probes */
+    int64_t timeout_ms;          /* default 2000 */
+};
+
+/*
+ * Automatic stop: the "qos" object of config.json.  Over the last
+ * window_s seconds, once min_requests requests completed, an error rate
+ * (5xx and timeouts) over max_error_rate or a p99 latency over max_p99_ms
+ * stops the version; after cooldown_s one trial request decides whether
+ * it resumes.
+ */
+struct bms_qos_config {
+    int64_t window_s;            /* default 60 */
+    int min_requests;            /* default 20 */
+    double max_error_rate;       /* 0..1; default 0: off */
+    double max_p99_ms;           /* default 0: off */
+    int64_t cooldown_s;          /* default 30 */
+};
+
 /*
  * How the scheduler serves one model version: the "scheduling" object of
  * config.json.  bms_sched_config_default gives the values a manifest
@@ -49,10 +81,32 @@ struct bms_sched_config {
     int n_preferred;
     int instances;               /* worker threads, a session each; 1 */
     int max_concurrency;         /* requests queued or running; 0: none */
+    int isolation;               /* enum bms_isolation; THREAD */
+    int64_t isolation_timeout_ms;    /* a worker's answer; default 30000 */
+    int64_t isolation_memory_mb;     /* a worker's address space; 0: none */
+    struct bms_health_config health;     /* "health", beside "scheduling" */
+    struct bms_qos_config qos;           /* "qos", beside "scheduling" */
 };
 
 /* Fill config with the defaults above. */
 void bms_sched_config_default(struct bms_sched_config *config);
+
+/* Most versions one "routing" object may weigh, and the largest weight. */
+#define BMS_ROUTING_MAX_VERSIONS 64
+#define BMS_ROUTING_WEIGHT_MAX 1000000
+
+/*
+ * Weighted routing between the versions of one model: the "routing"
+ * object of config.json, {"weights": {"1": 90, "2": 10}}.  A request
+ * without a version goes to a version drawn by weight; a version the
+ * object leaves out weighs 0.  n_weights 0: no weights (the highest
+ * ready version answers).  When n_weights > 0, some weight is positive.
+ */
+struct bms_routing_weights {
+    int n_weights;
+    int64_t versions[BMS_ROUTING_MAX_VERSIONS];  /* ascending, distinct */
+    int weights[BMS_ROUTING_MAX_VERSIONS];       /* 0..WEIGHT_MAX */
+};
 
 struct bms_manifest {
     char *name;
@@ -67,6 +121,7 @@ struct bms_manifest {
     int n_deps;
     char *json;                  /* the document as read (or as made) */
     struct bms_sched_config sched;   /* "scheduling", defaults filled in */
+    struct bms_routing_weights routing;  /* "routing"; none by default */
 };
 
 /*
@@ -97,6 +152,27 @@ enum bms_status bms_manifest_check(const struct bms_manifest *manifest,
                                    const struct bms_model *model,
                                    struct bms_diag *diag);
 
+/*
+ * Check the manifest's routing weights against the version folders the
+ * model has (versions, n_versions of them): BMS_ERR_INVALID naming
+ * "routing.weights" and the version when one has no folder.
+ */
+enum bms_status bms_manifest_check_versions(const struct bms_manifest *m,
+                                            const int64_t *versions,
+                                            int n_versions,
+                                            struct bms_diag *diag);
+
+/*
+ * Parse a routing document, {"weights": {"<version>": <weight>, ...}}
+ * (the "routing" object of config.json, or the body of a routing
+ * change), into *out, written only on success.  {"weights": {}} gives no
+ * weights.  BMS_ERR_INVALID names the field: "weights.2: expected an
+ * integer in 0..1000000", "weights: every weight is 0".  Thread-safe.
+ */
+enum bms_status bms_routing_weights_parse(const char *json, size_t len,
+                                          struct bms_routing_weights *out,
+                                          struct bms_diag *diag);
+
 void bms_manifest_destroy(struct bms_manifest *manifest);
 
 /* One loaded model version, ready to run. */
@@ -106,6 +182,10 @@ const char *bms_served_name(const struct bms_served *served);
 int64_t bms_served_version(const struct bms_served *served);
 const struct bms_manifest *bms_served_manifest(const struct bms_served *s);
 const struct bms_model *bms_served_model(const struct bms_served *served);
+
+/* The model.onnx file the version was loaded from (for worker processes);
+ * lives as long as served. */
+const char *bms_served_path(const struct bms_served *served);
 
 /*
  * Borrow a session of this model version for one execution, and give it

@@ -32,8 +32,14 @@ enum bms_sched_refusal {
     BMS_SCHED_QUEUE_FULL,        /* max_queue_size requests were waiting */
     BMS_SCHED_OVER_LIMIT,        /* max_concurrency requests in flight */
     BMS_SCHED_DEADLINE,          /* the deadline passed */
-    BMS_SCHED_STOPPING           /* the scheduler is being destroyed */
+    BMS_SCHED_STOPPING,          /* the scheduler is being destroyed */
+    BMS_SCHED_UNHEALTHY,         /* no instance passed its last canary */
+    BMS_SCHED_STOPPED,           /* stopped by QoS or by an admin */
+    BMS_SCHED_RESTARTING         /* every worker process is restarting */
 };
+
+/* Room for the reason of an UNHEALTHY or STOPPED refusal. */
+#define BMS_SCHED_REASON_SIZE 256
 
 /* The outcome of one request. */
 struct bms_sched_result {
@@ -41,6 +47,7 @@ struct bms_sched_result {
     int n_outputs;
     struct bms_tensor *outputs;  /* one per graph output, on success */
     void *block;                 /* owns the outputs and their data */
+    char reason[BMS_SCHED_REASON_SIZE];  /* UNHEALTHY, STOPPED: why */
 };
 
 /* Counters of one model version since the scheduler started. */
@@ -54,6 +61,11 @@ struct bms_sched_stats {
     int in_flight;               /* queued or running now */
     int instances;
     int threads_per_instance;    /* kernel threads of each session */
+    int64_t crashes;             /* worker processes lost */
+    int64_t restarts;            /* worker processes started again */
+    int healthy_instances;       /* in rotation: passed their canary */
+    int serving;                 /* 0: stopped or no healthy instance */
+    char reason[BMS_SCHED_REASON_SIZE];  /* why not serving; "" */
 };
 
 /*
@@ -105,5 +117,42 @@ void bms_sched_result_fini(struct bms_sched_result *result);
 enum bms_status bms_sched_stats(struct bms_sched *sched,
                                 const struct bms_served *served,
                                 struct bms_sched_stats *out);
+
+/*
+ * Stop (admin) serving served by hand: its requests are refused with
+ * BMS_SCHED_STOPPED until bms_sched_resume, and QoS lets no trial through
+ * meanwhile.  Resume clears an admin or a QoS stop and its window.  Each
+ * records an alert ("stopped_by_admin", "resumed_by_admin").  Returns
+ * BMS_ERR_NOT_FOUND when served has no queue.  Thread-safe.
+ */
+enum bms_status bms_sched_stop(struct bms_sched *sched,
+                               struct bms_served *served,
+                               struct bms_diag *diag);
+enum bms_status bms_sched_resume(struct bms_sched *sched,
+                                 struct bms_served *served,
+                                 struct bms_diag *diag);
+
+/* A change of a model version's serving state, as the alert handler
+ * gets it; the strings live for the call only. */
+struct bms_sched_alert {
+    int64_t ts_us;               /* us since the Unix epoch */
+    const char *model;
+    int64_t version;
+    const char *kind;            /* "stopped", "resumed", "stopped_by_"
+                                  * "admin", "resumed_by_admin" */
+    const char *message;
+};
+
+typedef void (*bms_sched_alert_fn)(void *ud,
+                                   const struct bms_sched_alert *alert);
+
+/*
+ * Install the function that gets every alert (after it is logged at
+ * warn), or NULL for none.  Alerts are delivered one at a time, from the
+ * thread whose request or probe caused them, with no queue lock held; fn
+ * and ud must stay valid until bms_sched_destroy.  Thread-safe.
+ */
+void bms_sched_set_alert_handler(struct bms_sched *sched,
+                                 bms_sched_alert_fn fn, void *ud);
 
 #endif

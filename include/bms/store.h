@@ -58,4 +58,28 @@ enum bms_status bms_store_list_requests(struct bms_store *store, int limit,
                                         bms_record_fn fn, void *ud,
                                         struct bms_diag *diag);
 
+/* One change of a model version's serving state (the alerts table). */
+struct bms_alert {
+    int64_t id;                     /* the store's, rising; 0 to insert */
+    int64_t ts_us;                  /* us since the Unix epoch */
+    char model[128];
+    int64_t version;
+    char kind[32];                  /* "stopped", "resumed", ... */
+    char message[256];
+};
+
+/* Insert an alert (its id is ignored).  Synchronous; thread-safe. */
+enum bms_status bms_store_put_alert(struct bms_store *store,
+                                    const struct bms_alert *alert,
+                                    struct bms_diag *diag);
+
+/* Called once per alert; return non-zero to stop early. */
+typedef int (*bms_alert_fn)(void *ud, const struct bms_alert *alert);
+
+/* The latest `limit` alerts (negative: all), newest first.  fn runs with
+ * the database held, so it must not call back into the store. */
+enum bms_status bms_store_list_alerts(struct bms_store *store, int limit,
+                                      bms_alert_fn fn, void *ud,
+                                      struct bms_diag *diag);
+
 #endif

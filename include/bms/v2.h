@@ -69,6 +69,14 @@ enum bms_status bms_v2_model_metadata_stats(const struct bms_repo *repo,
                                             const struct bms_sched_stats *st,
                                             struct bms_buf *out);
 
+/* bms_v2_model_metadata_stats with more members after the others: extra
+ * is JSON text of one or more members ("\"routing\": {...}"), or NULL. */
+enum bms_status bms_v2_model_metadata_extra(const struct bms_repo *repo,
+                                            const struct bms_served *served,
+                                            const struct bms_sched_stats *st,
+                                            const char *extra,
+                                            struct bms_buf *out);
+
 /* Append {"error": "<msg>"} with msg escaped. */
 enum bms_status bms_v2_error(struct bms_buf *out, const char *msg);
 

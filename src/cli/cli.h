@@ -17,6 +17,7 @@ int bms__cli_serve(int argc, char **argv);
 int bms__cli_predict(int argc, char **argv);
 int bms__cli_requests(int argc, char **argv);
 int bms__cli_bench(int argc, char **argv);
+int bms__cli_worker(int argc, char **argv);    /* hidden */
 
 /* Print the usage text to f. */
 void bms__cli_usage(FILE *f);

@@ -131,6 +131,9 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "bench") == 0) {
         return bms__cli_bench(argc - 1, argv + 1);
     }
+    if (strcmp(cmd, "worker") == 0) {
+        return bms__cli_worker(argc - 1, argv + 1);
+    }
     fprintf(stderr, "bms: unknown command '%s'\n\n", cmd);
     bms__cli_usage(stderr);
     return BMS__EXIT_USAGE;

@@ -1192,14 +1192,12 @@ static int nesting_ok(const uint8_t *p, const uint8_t *end,
 }
 
 
-enum bms_status bms_model_load_memory(const void *data, size_t size,
-                                      struct bms_model **out,
-                                      struct bms_diag *diag)
+/* The ModelProto in data, its nesting checked before protobuf-c recurses
+ * into it. */
+static enum bms_status unpack_model(const void *data, size_t size,
+                                    Onnx__ModelProto **out,
+                                    struct bms_diag *diag)
 {
-    struct loader ld = {0};
-    Onnx__ModelProto *mp;
-    enum bms_status rc;
-
     if (data == NULL || size == 0) {
         return bms_diag_set(diag, BMS_ERR_INVALID, "empty model");
     }
@@ -1209,11 +1207,23 @@ enum bms_status bms_model_load_memory(const void *data, size_t size,
                             "model nests messages more than %d deep",
                             MAX_NESTING);
     }
-    mp = onnx__model_proto__unpack(NULL, size, data);
-    if (mp == NULL) {
+    *out = onnx__model_proto__unpack(NULL, size, data);
+    if (*out == NULL) {
         return bms_diag_set(diag, BMS_ERR_INVALID,
                             "not an ONNX model (protobuf does not parse)");
     }
+    return BMS_OK;
+}
+
+
+/* Build the model from mp, which this frees in every case. */
+static enum bms_status load_unpacked(Onnx__ModelProto *mp,
+                                     struct bms_model **out,
+                                     struct bms_diag *diag)
+{
+    struct loader ld = {0};
+    enum bms_status rc;
+
     if (mp->graph == NULL) {
         onnx__model_proto__free_unpacked(mp, NULL);
         return bms_diag_set(diag, BMS_ERR_INVALID, "model has no graph");
@@ -1237,10 +1247,28 @@ enum bms_status bms_model_load_memory(const void *data, size_t size,
 }
 
 
+enum bms_status bms_model_load_memory(const void *data, size_t size,
+                                      struct bms_model **out,
+                                      struct bms_diag *diag)
+{
+    Onnx__ModelProto *mp = NULL;
+    enum bms_status rc;
+
+    rc = unpack_model(data, size, &mp, diag);
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    return load_unpacked(mp, out, diag);
+}
+
+
+/* The file's bytes go as soon as they are unpacked, so that a load holds
+ * at most two copies of the weights (the protobuf's and the model's). */
 enum bms_status bms_model_load_file(const char *path, struct bms_model **out,
                                     struct bms_diag *diag)
 {
     FILE *f = fopen(path, "rb");
+    Onnx__ModelProto *mp = NULL;
     enum bms_status rc;
     char *data = NULL;
     long len;
@@ -1268,9 +1296,18 @@ enum bms_status bms_model_load_file(const char *path, struct bms_model **out,
         rc = bms_diag_set(diag, BMS_ERR_IO, "%s: cannot read", path);
         goto out;
     }
-    rc = bms_model_load_memory(data, (size_t)len, out, diag);
+    fclose(f);
+    f = NULL;
+    rc = unpack_model(data, (size_t)len, &mp, diag);
+    free(data);
+    data = NULL;
+    if (rc == BMS_OK) {
+        rc = load_unpacked(mp, out, diag);
+    }
 out:
     free(data);
-    fclose(f);
+    if (f != NULL) {
+        fclose(f);
+    }
     return rc;
 }

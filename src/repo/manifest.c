@@ -29,6 +29,14 @@
 #define SCHED_DELAY_MAX_US 10000000      /* 10 s */
 #define SCHED_INSTANCES_MAX 64
 #define SCHED_CONCURRENCY_MAX 1000000
+#define SCHED_ISOLATION_TIMEOUT_MAX_MS 86400000  /* a day */
+#define SCHED_ISOLATION_MEMORY_MAX_MB (1 << 24)  /* 16 TiB */
+
+/* The ranges of the "health" and "qos" fields. */
+#define HEALTH_MAX_MS 86400000           /* one day */
+#define QOS_SECONDS_MAX 86400
+#define QOS_REQUESTS_MAX 1000000
+#define QOS_P99_MAX_MS 86400000.0
 
 /* The manifest's names for datatypes.  The first name of a datatype is
  * the one bms writes; the v2 names (FP32, INT64, ...) are accepted too. */
@@ -411,6 +419,14 @@ void bms_sched_config_default(struct bms_sched_config *config)
     config->max_queue_delay_us = 500;
     config->instances = 1;
     config->max_concurrency = 0;
+    config->isolation = BMS_ISOLATION_THREAD;
+    config->isolation_timeout_ms = 30000;
+    config->isolation_memory_mb = 0;
+    config->health.period_ms = 5000;
+    config->health.timeout_ms = 2000;
+    config->qos.window_s = 60;
+    config->qos.min_requests = 20;
+    config->qos.cooldown_s = 30;
 }
 
 
@@ -478,6 +494,47 @@ static enum bms_status parse_preferred(yajl_val obj,
 }
 
 
+/* "isolation" ("thread" or "process") and the bounds of a worker
+ * process; c keeps its values unless all three parse. */
+static enum bms_status parse_isolation(yajl_val obj,
+                                       struct bms_sched_config *c,
+                                       struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, "isolation");
+    int isolation = c->isolation;
+    int64_t timeout_ms = c->isolation_timeout_ms;
+    int64_t memory_mb = c->isolation_memory_mb;
+    enum bms_status rc;
+
+    if (v != NULL) {
+        const char *s = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "";
+
+        if (strcmp(s, "thread") == 0) {
+            isolation = BMS_ISOLATION_THREAD;
+        } else if (strcmp(s, "process") == 0) {
+            isolation = BMS_ISOLATION_PROCESS;
+        } else {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling."
+                                "isolation: expected \"thread\" or "
+                                "\"process\"");
+        }
+    }
+    rc = get_sched_int(obj, "isolation_timeout_ms", 1,
+                       SCHED_ISOLATION_TIMEOUT_MAX_MS, &timeout_ms, diag);
+    if (rc == BMS_OK) {
+        rc = get_sched_int(obj, "isolation_memory_mb", 0,
+                           SCHED_ISOLATION_MEMORY_MAX_MB, &memory_mb, diag);
+    }
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    c->isolation = isolation;
+    c->isolation_timeout_ms = timeout_ms;
+    c->isolation_memory_mb = memory_mb;
+    return BMS_OK;
+}
+
+
 static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
                                    struct bms_diag *diag)
 {
@@ -514,6 +571,9 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
         rc = get_sched_int(v, "max_concurrency", 0, SCHED_CONCURRENCY_MAX,
                            &concurrency, diag);
     }
+    if (rc == BMS_OK) {
+        rc = parse_isolation(v, c, diag);
+    }
     if (rc != BMS_OK) {
         return rc;
     }
@@ -523,6 +583,297 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     c->instances = (int)instances;
     c->max_concurrency = (int)concurrency;
     return parse_preferred(v, c, diag);
+}
+
+
+/* ---- "routing" ---- */
+
+/* Whether a key is short and plain enough to be echoed in a message. */
+static int key_echoable(const char *key)
+{
+    size_t n = strlen(key);
+
+    if (n == 0 || n > 32) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = key[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+              (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* A version key of "weights": decimal digits, positive, without leading
+ * zeros, inside int64_t; 0 when the key is not one. */
+static int64_t routing_version(const char *key)
+{
+    size_t n = strlen(key);
+    int64_t v = 0;
+
+    if (n == 0 || n > 18 || key[0] == '0') {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (key[i] < '0' || key[i] > '9') {
+            return 0;
+        }
+        v = v * 10 + (key[i] - '0');
+    }
+    return v;
+}
+
+
+/* Add version with weight to w, keeping the versions ascending.  Returns
+ * -1 when the version is there already. */
+static int routing_add(struct bms_routing_weights *w, int64_t version,
+                       int weight)
+{
+    int i = w->n_weights;
+
+    for (int k = 0; k < w->n_weights; k++) {
+        if (w->versions[k] == version) {
+            return -1;
+        }
+    }
+    while (i > 0 && w->versions[i - 1] > version) {
+        w->versions[i] = w->versions[i - 1];
+        w->weights[i] = w->weights[i - 1];
+        i--;
+    }
+    w->versions[i] = version;
+    w->weights[i] = weight;
+    w->n_weights++;
+    return 0;
+}
+
+
+/* One "weights" entry into w; prefix names the parent in messages. */
+static enum bms_status parse_weight(const char *key, yajl_val d,
+                                    const char *prefix,
+                                    struct bms_routing_weights *w,
+                                    struct bms_diag *diag)
+{
+    int64_t version = routing_version(key);
+
+    if (version == 0 && !key_echoable(key)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights: a key is "
+                            "not a version (expected a positive integer)",
+                            prefix);
+    }
+    if (version == 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights: '%s' is not "
+                            "a version (expected a positive integer)",
+                            prefix, key);
+    }
+    if (!YAJL_IS_INTEGER(d) || YAJL_GET_INTEGER(d) < 0 ||
+        YAJL_GET_INTEGER(d) > BMS_ROUTING_WEIGHT_MAX) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights.%s: expected "
+                            "an integer in 0..%d", prefix, key,
+                            BMS_ROUTING_WEIGHT_MAX);
+    }
+    if (routing_add(w, version, (int)YAJL_GET_INTEGER(d)) != 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights.%s: given "
+                            "twice", prefix, key);
+    }
+    return BMS_OK;
+}
+
+
+/* The "weights" object of a routing object (absent: no weights unless
+ * required) into *out; prefix names the parent in messages. */
+static enum bms_status parse_weights(yajl_val routing, const char *prefix,
+                                     int required,
+                                     struct bms_routing_weights *out,
+                                     struct bms_diag *diag)
+{
+    yajl_val v = obj_get(routing, "weights");
+    struct bms_routing_weights w;
+    int any = 0;
+    enum bms_status rc;
+
+    memset(&w, 0, sizeof(w));
+    if (v == NULL && !required) {
+        *out = w;
+        return BMS_OK;
+    }
+    if (v == NULL || !YAJL_IS_OBJECT(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights: expected an "
+                            "object of \"<version>\": <weight>", prefix);
+    }
+    if (v->u.object.len > BMS_ROUTING_MAX_VERSIONS) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights: %zu "
+                            "versions, at most %d", prefix, v->u.object.len,
+                            BMS_ROUTING_MAX_VERSIONS);
+    }
+    for (size_t i = 0; i < v->u.object.len; i++) {
+        rc = parse_weight(v->u.object.keys[i], v->u.object.values[i],
+                          prefix, &w, diag);
+        if (rc != BMS_OK) {
+            return rc;
+        }
+    }
+    for (int k = 0; k < w.n_weights; k++) {
+        any |= w.weights[k] > 0;
+    }
+    if (w.n_weights > 0 && !any) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%sweights: every weight "
+                            "is 0 (at least one must be positive)", prefix);
+    }
+    *out = w;
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_routing(yajl_val root,
+                                     struct bms_routing_weights *out,
+                                     struct bms_diag *diag)
+{
+    yajl_val v = obj_get(root, "routing");
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_OBJECT(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "routing: expected an "
+                            "object");
+    }
+    return parse_weights(v, "routing.", 0, out, diag);
+}
+
+
+/* ---- "health" and "qos" ---- */
+
+/* An integer field of obj ("health", "qos") in min..max; *out keeps its
+ * default when the field is absent. */
+static enum bms_status get_obj_int(yajl_val obj, const char *obj_name,
+                                   const char *key, int64_t min, int64_t max,
+                                   int64_t *out, struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, key);
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_INTEGER(v) || YAJL_GET_INTEGER(v) < min ||
+        YAJL_GET_INTEGER(v) > max) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.%s: expected an "
+                            "integer in %lld..%lld", obj_name, key,
+                            (long long)min, (long long)max);
+    }
+    *out = YAJL_GET_INTEGER(v);
+    return BMS_OK;
+}
+
+
+/* A number field of obj in min..max (integers are numbers too). */
+static enum bms_status get_obj_number(yajl_val obj, const char *obj_name,
+                                      const char *key, double min,
+                                      double max, double *out,
+                                      struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, key);
+    double d;
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    d = YAJL_IS_INTEGER(v) ? (double)YAJL_GET_INTEGER(v)
+        : YAJL_IS_DOUBLE(v) ? YAJL_GET_DOUBLE(v) : -1.0;
+    if (!YAJL_IS_NUMBER(v) || !(d >= min && d <= max)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s.%s: expected a "
+                            "number in %.10g..%.10g", obj_name, key, min, max);
+    }
+    *out = d;
+    return BMS_OK;
+}
+
+
+/* The object root[name], NULL when absent; an error when not an object. */
+static enum bms_status get_object(yajl_val root, const char *name,
+                                  yajl_val *out, struct bms_diag *diag)
+{
+    yajl_val v = obj_get(root, name);
+
+    if (v != NULL && !YAJL_IS_OBJECT(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: expected an "
+                            "object", name);
+    }
+    *out = v;
+    return BMS_OK;
+}
+
+
+static enum bms_status parse_health(yajl_val root,
+                                    struct bms_health_config *c,
+                                    struct bms_diag *diag)
+{
+    int64_t period = c->period_ms;
+    int64_t timeout = c->timeout_ms;
+    yajl_val v = NULL;
+    enum bms_status rc = get_object(root, "health", &v, diag);
+
+    if (rc != BMS_OK || v == NULL) {
+        return rc;
+    }
+    rc = get_obj_int(v, "health", "period_ms", 0, HEALTH_MAX_MS, &period,
+                     diag);
+    if (rc == BMS_OK) {
+        rc = get_obj_int(v, "health", "timeout_ms", 1, HEALTH_MAX_MS,
+                         &timeout, diag);
+    }
+    if (rc == BMS_OK) {
+        c->period_ms = period;
+        c->timeout_ms = timeout;
+    }
+    return rc;
+}
+
+
+static enum bms_status parse_qos(yajl_val root, struct bms_qos_config *c,
+                                 struct bms_diag *diag)
+{
+    int64_t window = c->window_s;
+    int64_t min_requests = c->min_requests;
+    int64_t cooldown = c->cooldown_s;
+    double rate = c->max_error_rate;
+    double p99 = c->max_p99_ms;
+    yajl_val v = NULL;
+    enum bms_status rc = get_object(root, "qos", &v, diag);
+
+    if (rc != BMS_OK || v == NULL) {
+        return rc;
+    }
+    rc = get_obj_int(v, "qos", "window_s", 1, QOS_SECONDS_MAX, &window,
+                     diag);
+    if (rc == BMS_OK) {
+        rc = get_obj_int(v, "qos", "min_requests", 1, QOS_REQUESTS_MAX,
+                         &min_requests, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_obj_number(v, "qos", "max_error_rate", 0.0, 1.0, &rate,
+                            diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_obj_number(v, "qos", "max_p99_ms", 0.0, QOS_P99_MAX_MS,
+                            &p99, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_obj_int(v, "qos", "cooldown_s", 1, QOS_SECONDS_MAX,
+                         &cooldown, diag);
+    }
+    if (rc == BMS_OK) {
+        c->window_s = window;
+        c->min_requests = (int)min_requests;
+        c->max_error_rate = rate;
+        c->max_p99_ms = p99;
+        c->cooldown_s = cooldown;
+    }
+    return rc;
 }
 
 
@@ -554,6 +905,15 @@ static enum bms_status parse_root(yajl_val root, struct bms_manifest *m,
     if (rc == BMS_OK) {
         rc = parse_sched(root, &m->sched, diag);
     }
+    if (rc == BMS_OK) {
+        rc = parse_health(root, &m->sched.health, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_qos(root, &m->sched.qos, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_routing(root, &m->routing, diag);
+    }
     return rc;
 }
 
@@ -577,6 +937,68 @@ static void fold_lines(char *s)
         *w++ = *r;
     }
     *w = '\0';
+}
+
+
+/* ---- routing documents ---- */
+
+enum bms_status bms_routing_weights_parse(const char *json, size_t len,
+                                          struct bms_routing_weights *out,
+                                          struct bms_diag *diag)
+{
+    char err[256] = "";
+    yajl_val root = NULL;
+    char *text;
+    enum bms_status rc;
+
+    if (memchr(json, '\0', len) != NULL) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "body: contains a NUL "
+                            "byte");
+    }
+    text = malloc(len + 1);
+    if (text == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    memcpy(text, json, len);
+    text[len] = '\0';
+    root = yajl_tree_parse(text, err, sizeof(err));
+    if (root == NULL) {
+        fold_lines(err);
+        rc = bms_diag_set(diag, BMS_ERR_INVALID, "body: %s",
+                          err[0] != '\0' ? err : "parse error");
+    } else if (!YAJL_IS_OBJECT(root)) {
+        rc = bms_diag_set(diag, BMS_ERR_INVALID, "body: expected a JSON "
+                          "object");
+    } else {
+        rc = parse_weights(root, "", 1, out, diag);
+    }
+    yajl_tree_free(root);
+    free(text);
+    return rc;
+}
+
+
+enum bms_status bms_manifest_check_versions(const struct bms_manifest *m,
+                                            const int64_t *versions,
+                                            int n_versions,
+                                            struct bms_diag *diag)
+{
+    const struct bms_routing_weights *w = &m->routing;
+
+    for (int k = 0; k < w->n_weights; k++) {
+        int found = 0;
+
+        for (int i = 0; i < n_versions && !found; i++) {
+            found = versions[i] == w->versions[k];
+        }
+        if (!found) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "routing.weights.%lld"
+                                ": the model has no version %lld",
+                                (long long)w->versions[k],
+                                (long long)w->versions[k]);
+        }
+    }
+    return BMS_OK;
 }
 
 

@@ -26,6 +26,7 @@
 struct bms_served {
     char *name;
     int64_t version;
+    char *path;                      /* the model.onnx it came from */
     struct bms_model *model;
     struct bms_manifest *manifest;
     pthread_mutex_t lock;            /* guards the three fields below */
@@ -162,6 +163,7 @@ static void served_destroy(struct bms_served *served)
     pthread_mutex_destroy(&served->lock);
     bms_manifest_destroy(served->manifest);
     bms_model_destroy(served->model);
+    free(served->path);
     free(served->name);
     free(served);
 }
@@ -205,6 +207,12 @@ int64_t bms_served_version(const struct bms_served *served)
 const struct bms_manifest *bms_served_manifest(const struct bms_served *s)
 {
     return s->manifest;
+}
+
+
+const char *bms_served_path(const struct bms_served *served)
+{
+    return served->path;
 }
 
 
@@ -545,6 +553,10 @@ static enum bms_status version_load(const char *onnx_path, const char *name,
         return rc;
     }
     rc = served_create(name, version, model, manifest, out);
+    if (rc == BMS_OK && ((*out)->path = copy_string(onnx_path)) == NULL) {
+        served_destroy(*out);
+        rc = BMS_ERR_NOMEM;
+    }
     if (rc != BMS_OK) {
         return bms_diag_set(diag, rc, "out of memory");
     }
@@ -630,6 +642,14 @@ static enum bms_status load_model_folder(struct bms_repo *repo,
                  " does not match folder '%s'", m->name, name);
     }
     rc = list_versions(model_dir, &versions, &n_versions);
+    if (rc == BMS_OK && m != NULL && cfg.reason[0] == '\0' &&
+        bms_manifest_check_versions(m, versions, n_versions, &diag)
+        != BMS_OK) {
+        /* Routing to a version that is not there refuses the model. */
+        snprintf(cfg.reason, sizeof(cfg.reason), "config.json: %s",
+                 diag.msg);
+        diag.msg[0] = '\0';
+    }
     if (rc == BMS_ERR_IO) {
         bms_diag_set(&diag, rc, "cannot list the model folder: %s",
                      strerror(errno));

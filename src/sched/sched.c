@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,7 +20,9 @@
 
 #include "bms/engine.h"
 #include "bms/sched.h"
+#include "bms/worker.h"
 #include "sched/batch.h"
+#include "sched/qos.h"
 
 enum job_state {
     JOB_QUEUED,
@@ -34,6 +37,8 @@ struct job {
     int64_t enqueued_us;
     int64_t deadline_us;
     enum job_state state;
+    int trial;                   /* the QoS trial after a cooldown */
+    int retried;                 /* requeued once after a worker crash */
     enum bms_status rc;
     struct bms_diag diag;
     struct bms_sched_result result;
@@ -49,6 +54,8 @@ struct worker {
     pthread_t thread;
     int started;
     struct bms_session *session;
+    struct bms_worker *proc;     /* isolation "process": the child */
+    struct bms_diag lost;        /* why the child was lost last */
     struct job **batch;          /* room for max_batch_size jobs, or 1 */
     const struct bms_tensor **batch_inputs;
     struct bms_tensor *merged;   /* one per graph input */
@@ -68,14 +75,21 @@ struct queue {
     struct job *tail;
     int gathering;               /* a worker is collecting a batch */
     int stopping;
+    int n_up;                    /* instances able to run (processes up) */
     struct bms_sched_stats stats;
     struct worker *workers;
     int n_workers;
+    struct bms__health health;   /* the instances' probes */
+    struct bms__qos qos;         /* automatic and admin stop */
 };
 
 struct bms_sched {
     struct queue *queues;
     int n_queues;
+    struct bms__poller *poller;  /* health rounds; NULL when none */
+    pthread_mutex_t alert_lock;  /* one alert at a time, and the fields: */
+    bms_sched_alert_fn alert_fn;
+    void *alert_ud;
 };
 
 
@@ -233,11 +247,51 @@ static int64_t pick(struct queue *q, struct worker *w, int take,
 }
 
 
+/* No instance is in the rotation: answer every queued job at once. */
+static void refuse_unhealthy(struct queue *q)
+{
+    while (q->head != NULL) {
+        struct job *job = q->head;
+
+        snprintf(job->result.reason, sizeof(job->result.reason),
+                 "no healthy instance: %.200s", q->health.reason);
+        job_refuse(q, job, BMS_SCHED_UNHEALTHY);
+    }
+}
+
+
+/* Wait until w has something to do: 1 jobs at the head (w in the
+ * rotation), -1 its canary (taken), 0 stop. */
+static int wait_for_work(struct queue *q, struct worker *w)
+{
+    int i = (int)(w - q->workers);
+
+    for (;;) {
+        if (q->stopping) {
+            return 0;
+        }
+        if (bms__health_take(&q->health, i)) {
+            return -1;
+        }
+        if (q->head != NULL && !q->gathering &&
+            bms__health_in_rotation(&q->health, i)) {
+            return 1;
+        }
+        if (q->head != NULL && q->health.n_healthy == 0) {
+            refuse_unhealthy(q);
+            continue;
+        }
+        pthread_cond_wait(&q->work, &q->lock);
+    }
+}
+
+
 /*
  * Wait for work and take the next execution's jobs into w->batch: the
  * head alone when it cannot be batched; else the jobs that fit with it,
  * once they fill max_batch_size or a preferred size, or once the head has
- * waited max_queue_delay_us.  Returns the number of jobs, 0 to stop.
+ * waited max_queue_delay_us.  Returns the number of jobs, 0 to stop, -1
+ * to run the canary.
  */
 static int take_batch(struct queue *q, struct worker *w)
 {
@@ -247,11 +301,10 @@ static int take_batch(struct queue *q, struct worker *w)
         int64_t n_items;
         int64_t flush_us;
 
-        while (!q->stopping && (q->head == NULL || q->gathering)) {
-            pthread_cond_wait(&q->work, &q->lock);
-        }
-        if (q->stopping) {
-            return 0;
+        int next = wait_for_work(q, w);
+
+        if (next <= 0) {
+            return next;
         }
         drop_expired(q, bms_now_us());
         if (q->head == NULL) {
@@ -286,6 +339,173 @@ static int take_batch(struct queue *q, struct worker *w)
 }
 
 
+/* ---- worker processes (isolation "process") ---- */
+
+/* Run inputs on w's session, or in its child; outputs go to w->outputs.
+ * deadline_us 0: the child's own timeout alone bounds the wait. */
+static enum bms_status instance_run(struct worker *w,
+                                    const struct bms_tensor *inputs,
+                                    int64_t deadline_us,
+                                    struct bms_diag *diag)
+{
+    enum bms_status rc;
+
+    if (w->proc == NULL) {
+        return bms_session_run(w->session, inputs, w->outputs, diag);
+    }
+    rc = bms_worker_run(w->proc, inputs, w->outputs, deadline_us, diag);
+    if (rc != BMS_OK && !bms_worker_up(w->proc) && diag != NULL &&
+        rc != BMS_ERR_UNAVAILABLE) {
+        w->lost = *diag;
+    }
+    return rc;
+}
+
+
+/* The latest deadline of w's n jobs: the merged run may take that long. */
+static int64_t batch_deadline(const struct worker *w, int n)
+{
+    int64_t latest = 0;
+
+    for (int i = 0; i < n; i++) {
+        if (w->batch[i]->deadline_us > latest) {
+            latest = w->batch[i]->deadline_us;
+        }
+    }
+    return latest;
+}
+
+
+/* Put a job back at the head of the queue, to run alone (under the
+ * lock).  It stays in flight. */
+static void list_prepend(struct queue *q, struct job *job)
+{
+    job->prev = NULL;
+    job->next = q->head;
+    if (q->head != NULL) {
+        q->head->prev = job;
+    } else {
+        q->tail = job;
+    }
+    q->head = job;
+    q->stats.queued++;
+}
+
+
+/*
+ * After a batch (under the lock): when w's child died during it, the jobs
+ * that did not get their answer are requeued once to run alone when they
+ * shared the execution and another instance may take them; a job that
+ * ran alone answers the crash at once, so that one bad request cannot
+ * bring every instance down.  Returns the jobs left in w->batch.
+ */
+static int settle_crash(struct worker *w, int n)
+{
+    struct queue *q = w->q;
+    int kept = 0;
+
+    if (w->proc == NULL || bms_worker_up(w->proc)) {
+        return n;
+    }
+    for (int i = 0; i < n; i++) {
+        struct job *job = w->batch[i];
+
+        if (job->rc != BMS_OK && n > 1 && q->cfg.instances > 1 &&
+            !job->retried) {
+            job->retried = 1;
+            job->batchable = 0;
+            job->rc = BMS_OK;
+            job->diag.msg[0] = '\0';
+            job->state = JOB_QUEUED;
+            list_prepend(q, job);
+            pthread_cond_signal(&job->done);
+            continue;
+        }
+        if (job->rc == BMS_ERR_UNAVAILABLE) {
+            /* It came after the crash in a run alone. */
+            job->rc = BMS_ERR_INTERNAL;
+            job->diag = w->lost;
+        }
+        if (job->rc != BMS_OK && bms_now_us() >= job->deadline_us) {
+            /* The child was killed at the request's own deadline. */
+            job->rc = BMS_ERR_UNAVAILABLE;
+            job->result.refusal = BMS_SCHED_DEADLINE;
+            q->stats.expired++;
+        }
+        w->batch[kept++] = job;
+    }
+    q->stats.in_flight -= n - kept;
+    if (kept < n) {
+        pthread_cond_broadcast(&q->work);
+    }
+    return kept;
+}
+
+
+/*
+ * When w's child went down in its last run (under the lock): count it,
+ * wait out its backoff, start a new one, and again after a failed start,
+ * until it is up or the queue stops.  Other instances keep serving
+ * meanwhile.
+ */
+static void revive(struct worker *w)
+{
+    struct queue *q = w->q;
+
+    if (w->proc == NULL || bms_worker_up(w->proc)) {
+        return;
+    }
+    q->n_up--;
+    q->stats.crashes++;
+    while (!bms_worker_up(w->proc) && !q->stopping) {
+        int64_t at_us = bms_worker_restart_at(w->proc);
+        struct bms_diag diag;
+        enum bms_status rc;
+
+        if (bms_now_us() < at_us) {
+            wait_until(&q->work, &q->lock, at_us);
+            continue;
+        }
+        diag.msg[0] = '\0';
+        pthread_mutex_unlock(&q->lock);
+        rc = bms_worker_restart(w->proc, &diag);
+        pthread_mutex_lock(&q->lock);
+        if (rc == BMS_OK) {
+            q->n_up++;
+            q->stats.restarts++;
+        }
+    }
+}
+
+
+/* Start w's child: the version's model in a process of its own. */
+static enum bms_status start_process(struct queue *q, struct worker *w,
+                                     struct bms_diag *diag)
+{
+    struct bms_worker_config c;
+    enum bms_status rc;
+
+    memset(&c, 0, sizeof(c));
+    c.name = bms_served_name(q->served);
+    c.version = bms_served_version(q->served);
+    c.model_path = bms_served_path(q->served);
+    c.n_threads = q->stats.threads_per_instance;
+    c.n_inputs = q->n_inputs;
+    c.n_outputs = q->n_outputs;
+    c.timeout_ms = q->cfg.isolation_timeout_ms;
+    c.memory_mb = q->cfg.isolation_memory_mb;
+    if (c.model_path == NULL) {
+        return bms_diag_set(diag, BMS_ERR_UNSUPPORTED, "scheduling."
+                            "isolation: the model has no file to load");
+    }
+    rc = bms_worker_create(&c, &w->proc, diag);
+    if (rc == BMS_OK) {
+        q->n_up++;
+    }
+    return rc;
+}
+
+
 /* ---- running a batch (without the lock) ---- */
 
 /* Run one job on its own and copy its outputs out. */
@@ -293,8 +513,7 @@ static void run_alone(struct worker *w, struct job *job)
 {
     struct queue *q = w->q;
 
-    job->rc = bms_session_run(w->session, job->inputs, w->outputs,
-                              &job->diag);
+    job->rc = instance_run(w, job->inputs, job->deadline_us, &job->diag);
     if (job->rc == BMS_OK) {
         job->rc = bms__batch_slice(w->outputs, q->n_outputs, 0, 0, 1,
                                    &job->result);
@@ -324,7 +543,15 @@ static int run_batch(struct worker *w, int n)
     rc = bms__batch_merge(w->batch_inputs, n, q->n_inputs, w->scratch,
                           w->merged);
     if (rc == BMS_OK) {
-        rc = bms_session_run(w->session, w->merged, w->outputs, &diag);
+        rc = instance_run(w, w->merged, batch_deadline(w, n), &diag);
+    }
+    if (rc != BMS_OK && w->proc != NULL && !bms_worker_up(w->proc)) {
+        /* The child died with the whole batch: no run alone now. */
+        for (int i = 0; i < n; i++) {
+            w->batch[i]->rc = rc;
+            w->batch[i]->diag = diag;
+        }
+        return 1;
     }
     if (rc != BMS_OK ||
         !bms__batch_splittable(w->outputs, q->n_outputs, n_items)) {
@@ -346,6 +573,22 @@ static int run_batch(struct worker *w, int n)
 }
 
 
+/* Run the canary on w's session; called and returning with the lock. */
+static void run_canary(struct worker *w)
+{
+    struct queue *q = w->q;
+    struct bms_diag diag;
+    enum bms_status rc;
+
+    diag.msg[0] = '\0';
+    pthread_mutex_unlock(&q->lock);
+    rc = instance_run(w, q->health.canary, 0, &diag);
+    pthread_mutex_lock(&q->lock);
+    bms__health_done(&q->health, (int)(w - q->workers), rc, diag.msg,
+                     bms_now_us());
+}
+
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -353,14 +596,21 @@ static void *worker_main(void *arg)
     int n;
 
     pthread_mutex_lock(&q->lock);
-    while ((n = take_batch(q, w)) > 0) {
+    while ((n = take_batch(q, w)) != 0) {
         int64_t n_items = 0;
         int n_runs;
+
+        if (n < 0) {
+            run_canary(w);
+            revive(w);
+            continue;
+        }
 
         pthread_cond_broadcast(&q->work);
         pthread_mutex_unlock(&q->lock);
         n_runs = run_batch(w, n);
         pthread_mutex_lock(&q->lock);
+        n = settle_crash(w, n);
         for (int i = 0; i < n; i++) {
             struct job *job = w->batch[i];
 
@@ -376,6 +626,7 @@ static void *worker_main(void *arg)
                 "version=%" PRId64 " requests=%d items=%" PRId64
                 " runs=%d", bms_served_name(q->served),
                 bms_served_version(q->served), n, n_items, n_runs);
+        revive(w);
     }
     pthread_mutex_unlock(&q->lock);
     return NULL;
@@ -398,6 +649,7 @@ static void worker_fini(struct worker *w)
     free(w->outputs);
     free(w->batch_inputs);
     free(w->batch);
+    bms_worker_destroy(w->proc);
     bms_served_release(q->served, w->session);
 }
 
@@ -416,6 +668,9 @@ static enum bms_status worker_init(struct queue *q, struct worker *w,
     if (w->batch == NULL || w->batch_inputs == NULL || w->merged == NULL ||
         w->scratch == NULL || w->outputs == NULL) {
         return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+    if (q->cfg.isolation == BMS_ISOLATION_PROCESS) {
+        return start_process(q, w, diag);
     }
     return bms_served_acquire(q->served, &w->session, diag);
 }
@@ -444,6 +699,8 @@ static void queue_fini(struct queue *q)
         worker_fini(&q->workers[i]);
     }
     free(q->workers);
+    bms__health_fini(&q->health);
+    bms__qos_fini(&q->qos);
     pthread_cond_destroy(&q->work);
     pthread_mutex_destroy(&q->lock);
 }
@@ -483,8 +740,14 @@ static enum bms_status queue_init(struct queue *q, struct bms_served *served,
         pthread_mutex_destroy(&q->lock);
         return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
+    if (bms__health_init(&q->health, &q->cfg.health, model,
+                         bms_served_name(served), bms_served_version(served),
+                         q->cfg.instances, &q->lock, &q->work) != BMS_OK ||
+        bms__qos_init(&q->qos, &q->cfg.qos) != BMS_OK) {
+        rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
     q->workers = calloc((size_t)q->cfg.instances, sizeof(*q->workers));
-    if (q->workers == NULL) {
+    if (rc == BMS_OK && q->workers == NULL) {
         rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
 
@@ -535,6 +798,30 @@ static void log_queue(const struct queue *q)
 }
 
 
+/* The thread that probes the queues' instances, when any asks for it. */
+static enum bms_status start_poller(struct bms_sched *s,
+                                    struct bms_diag *diag)
+{
+    struct bms__health **groups = calloc((size_t)s->n_queues + 1,
+                                         sizeof(*groups));
+    enum bms_status rc;
+
+    if (groups == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
+    for (int i = 0; i < s->n_queues; i++) {
+        groups[i] = &s->queues[i].health;
+    }
+    rc = bms__poller_start(groups, s->n_queues, &s->poller);
+    free(groups);
+    if (rc != BMS_OK) {
+        return bms_diag_set(diag, rc, "scheduler: cannot start the health "
+                            "poller");
+    }
+    return BMS_OK;
+}
+
+
 enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
                                  struct bms_sched **out,
                                  struct bms_diag *diag)
@@ -555,6 +842,7 @@ enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
         free(s);
         return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
+    pthread_mutex_init(&s->alert_lock, NULL);
     for (int i = 0; rc == BMS_OK && i < bms_repo_n_entries(repo); i++) {
         const struct bms_repo_entry *e = bms_repo_entry(repo, i);
 
@@ -569,6 +857,9 @@ enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
             bms_diag_prefix(diag, "model %s version %" PRId64, e->name,
                             e->version);
         }
+    }
+    if (rc == BMS_OK) {
+        rc = start_poller(s, diag);
     }
     if (rc != BMS_OK) {
         bms_sched_destroy(s);
@@ -585,8 +876,13 @@ void bms_sched_destroy(struct bms_sched *sched)
         return;
     }
     for (int i = 0; i < sched->n_queues; i++) {
+        bms__health_cancel(&sched->queues[i].health);
+    }
+    bms__poller_stop(sched->poller);
+    for (int i = 0; i < sched->n_queues; i++) {
         queue_fini(&sched->queues[i]);
     }
+    pthread_mutex_destroy(&sched->alert_lock);
     free(sched->queues);
     free(sched);
 }
@@ -635,6 +931,9 @@ static enum bms_sched_refusal admit(struct queue *q)
     if (q->stopping) {
         return BMS_SCHED_STOPPING;
     }
+    if (q->cfg.isolation == BMS_ISOLATION_PROCESS && q->n_up == 0) {
+        return BMS_SCHED_RESTARTING;
+    }
     if (q->cfg.max_concurrency > 0 &&
         q->stats.in_flight >= q->cfg.max_concurrency) {
         q->stats.shed++;
@@ -645,6 +944,75 @@ static enum bms_sched_refusal admit(struct queue *q)
         return BMS_SCHED_QUEUE_FULL;
     }
     return BMS_SCHED_ANSWERED;
+}
+
+
+/* Refuse at once when no instance is healthy or QoS stopped the model;
+ * a request let through after the cooldown is the trial. */
+static enum bms_sched_refusal admit_serving(struct queue *q, struct job *job)
+{
+    if (q->health.n_healthy == 0) {
+        snprintf(job->result.reason, sizeof(job->result.reason),
+                 "no healthy instance: %.200s", q->health.reason);
+        return BMS_SCHED_UNHEALTHY;
+    }
+    if (!bms__qos_admit(&q->qos, bms_now_us(), &job->trial)) {
+        snprintf(job->result.reason, sizeof(job->result.reason), "%s",
+                 q->qos.reason);
+        return BMS_SCHED_STOPPED;
+    }
+    return BMS_SCHED_ANSWERED;
+}
+
+
+/* Count an admitted job's outcome in the QoS window: an engine error
+ * that would be a 5xx, or a passed deadline, is an error.  Returns the
+ * event, its message copied into msg. */
+static enum bms__qos_event qos_count(struct queue *q, const struct job *job,
+                                     char *msg, size_t size)
+{
+    int64_t now_us = bms_now_us();
+    enum bms__qos_event ev;
+    int error;
+
+    if (job->rc == BMS_ERR_UNAVAILABLE &&
+        job->result.refusal != BMS_SCHED_DEADLINE) {
+        if (job->trial) {
+            bms__qos_cancel_trial(&q->qos);
+        }
+        return BMS__QOS_NONE;
+    }
+    error = job->rc == BMS_ERR_UNAVAILABLE || job->rc == BMS_ERR_NOMEM ||
+            job->rc == BMS_ERR_IO || job->rc == BMS_ERR_INTERNAL;
+    ev = bms__qos_record(&q->qos, now_us, now_us - job->enqueued_us, error,
+                         job->trial);
+    if (ev != BMS__QOS_NONE) {
+        snprintf(msg, size, "%s", q->qos.reason);
+    }
+    return ev;
+}
+
+
+/* Log an alert at warn and hand it to the alert handler (no queue lock
+ * held). */
+static void send_alert(struct bms_sched *sched, const struct queue *q,
+                       enum bms__qos_event ev, const char *msg)
+{
+    struct bms_sched_alert alert;
+
+    alert.ts_us = bms_wall_us();
+    alert.model = bms_served_name(q->served);
+    alert.version = bms_served_version(q->served);
+    alert.kind = bms__qos_event_kind(ev);
+    alert.message = msg;
+    bms_log(BMS_LOG_WARN, "sched", "msg=\"alert\" model=%s version=%"
+            PRId64 " kind=%s detail=\"%s\"", alert.model, alert.version,
+            alert.kind, msg);
+    pthread_mutex_lock(&sched->alert_lock);
+    if (sched->alert_fn != NULL) {
+        sched->alert_fn(sched->alert_ud, &alert);
+    }
+    pthread_mutex_unlock(&sched->alert_lock);
 }
 
 
@@ -675,6 +1043,8 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
                                 struct bms_diag *diag)
 {
     struct queue *q = find_queue(sched, served);
+    enum bms__qos_event ev = BMS__QOS_NONE;
+    char msg[BMS_SCHED_REASON_SIZE];
     struct job job;
     enum bms_sched_refusal why;
 
@@ -695,7 +1065,13 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
     }
 
     pthread_mutex_lock(&q->lock);
-    why = admit(q);
+    why = q->stopping ? BMS_SCHED_STOPPING : admit_serving(q, &job);
+    if (why == BMS_SCHED_ANSWERED) {
+        why = admit(q);
+        if (why != BMS_SCHED_ANSWERED && job.trial) {
+            bms__qos_cancel_trial(&q->qos);
+        }
+    }
     if (why == BMS_SCHED_ANSWERED) {
         list_append(q, &job);
         pthread_cond_broadcast(&q->work);
@@ -711,8 +1087,14 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
         job.rc = BMS_ERR_UNAVAILABLE;
         q->stats.expired++;
     }
+    if (why == BMS_SCHED_ANSWERED) {
+        ev = qos_count(q, &job, msg, sizeof(msg));
+    }
     pthread_mutex_unlock(&q->lock);
     pthread_cond_destroy(&job.done);
+    if (ev != BMS__QOS_NONE) {
+        send_alert(sched, q, ev, msg);
+    }
 
     *result = job.result;
     if (job.rc != BMS_OK && job.rc != BMS_ERR_UNAVAILABLE) {
@@ -741,6 +1123,68 @@ enum bms_status bms_sched_stats(struct bms_sched *sched,
     }
     pthread_mutex_lock(&q->lock);
     *out = q->stats;
+    out->healthy_instances = q->health.n_healthy;
+    out->serving = q->health.n_healthy > 0 &&
+                   q->qos.state == BMS__QOS_SERVING;
+    out->reason[0] = '\0';
+    if (q->qos.state != BMS__QOS_SERVING) {
+        snprintf(out->reason, sizeof(out->reason), "%s", q->qos.reason);
+    } else if (q->health.n_healthy == 0) {
+        snprintf(out->reason, sizeof(out->reason), "no healthy instance: "
+                 "%.200s", q->health.reason);
+    }
     pthread_mutex_unlock(&q->lock);
     return BMS_OK;
+}
+
+
+/* Stop or resume served by hand, with its alert. */
+static enum bms_status admin_set(struct bms_sched *sched,
+                                 struct bms_served *served, int stop,
+                                 struct bms_diag *diag)
+{
+    struct queue *q = find_queue(sched, served);
+    char msg[BMS_SCHED_REASON_SIZE];
+    enum bms__qos_event ev;
+
+    if (q == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOT_FOUND, "model %s version %"
+                            PRId64 ": no queue", bms_served_name(served),
+                            bms_served_version(served));
+    }
+    pthread_mutex_lock(&q->lock);
+    ev = stop ? bms__qos_stop_admin(&q->qos, bms_now_us())
+              : bms__qos_resume_admin(&q->qos);
+    snprintf(msg, sizeof(msg), "%s", q->qos.reason);
+    pthread_mutex_unlock(&q->lock);
+    if (ev != BMS__QOS_NONE) {
+        send_alert(sched, q, ev, msg);
+    }
+    return BMS_OK;
+}
+
+
+enum bms_status bms_sched_stop(struct bms_sched *sched,
+                               struct bms_served *served,
+                               struct bms_diag *diag)
+{
+    return admin_set(sched, served, 1, diag);
+}
+
+
+enum bms_status bms_sched_resume(struct bms_sched *sched,
+                                 struct bms_served *served,
+                                 struct bms_diag *diag)
+{
+    return admin_set(sched, served, 0, diag);
+}
+
+
+void bms_sched_set_alert_handler(struct bms_sched *sched,
+                                 bms_sched_alert_fn fn, void *ud)
+{
+    pthread_mutex_lock(&sched->alert_lock);
+    sched->alert_fn = fn;
+    sched->alert_ud = ud;
+    pthread_mutex_unlock(&sched->alert_lock);
 }

@@ -10,17 +10,23 @@
  * Resolution order for a model route: an unknown name is 404; a named
  * version that is ready answers; a named version that failed to load is
  * 503 with its reason; any other named version is 404.  Without a version
- * the highest ready one answers, or 503 when every version failed.
+ * the highest ready one answers, or 503 when every version failed; a
+ * model with routing weights picks the version of an infer request by
+ * weight among its ready versions (sched/routing.h).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "bms/server.h"
 #include "bms/v2.h"
+#include "sched/routing.h"
 #include "server/route.h"
 #include "server/v2_json.h"
 
 static const char nomem_body[] = "{\"error\": \"out of memory\"}";
+
+/* The most alerts GET /api/alerts lists. */
+#define ALERTS_MAX 1000
 
 /* The longest deadline a request may ask for: one day (milliseconds). */
 #define TIMEOUT_MAX_MS ((int64_t)24 * 3600 * 1000)
@@ -174,10 +180,30 @@ static void handle_model_ready(struct bms_repo *repo,
 }
 
 
+/* The "routing" member of the model's metadata into extra (left empty
+ * without a routing table). */
+static enum bms_status routing_member(const struct bms__context *ctx,
+                                      const struct bms__route *route,
+                                      struct bms_buf *extra)
+{
+    enum bms_status rc;
+
+    if (ctx->routing == NULL) {
+        return BMS_OK;
+    }
+    rc = bms_buf_puts(extra, "\"routing\": ");
+    if (rc == BMS_OK) {
+        rc = bms__routing_json(ctx->routing, route->model, extra);
+    }
+    return rc;
+}
+
+
 static void handle_model(const struct bms__context *ctx,
                          const struct bms__route *route,
                          struct bms__reply *reply)
 {
+    struct bms_buf extra = {NULL, 0, 0};
     struct bms_sched_stats stats;
     const struct bms_sched_stats *st = NULL;
     struct resolved res;
@@ -190,8 +216,12 @@ static void handle_model(const struct bms__context *ctx,
         bms_sched_stats(ctx->sched, res.served, &stats) == BMS_OK) {
         st = &stats;
     }
-    rc = bms_v2_model_metadata_stats(ctx->repo, res.served, st,
-                                     &reply->body);
+    rc = routing_member(ctx, route, &extra);
+    if (rc == BMS_OK) {
+        rc = bms_v2_model_metadata_extra(ctx->repo, res.served, st,
+                                         extra.data, &reply->body);
+    }
+    bms_buf_fini(&extra);
     if (rc != BMS_OK) {
         bms__reply_error(reply, bms__http_status(rc),
                          "model metadata could not be built");
@@ -271,6 +301,14 @@ static void reply_refused(struct bms__reply *reply,
                          "reached");
         reply->retry_after_s = BMS_SCHED_RETRY_AFTER_S;
         return;
+    case BMS_SCHED_RESTARTING:
+        bms__reply_error(reply, 503, "instance restarting");
+        reply->retry_after_s = BMS_SCHED_RETRY_AFTER_S;
+        return;
+    case BMS_SCHED_UNHEALTHY:
+    case BMS_SCHED_STOPPED:
+        bms__reply_error(reply, 503, result->reason);
+        return;
     case BMS_SCHED_STOPPING:
     case BMS_SCHED_ANSWERED:
         break;
@@ -318,14 +356,71 @@ static void infer_queued(const struct bms__context *ctx,
 }
 
 
+/*
+ * Whether a version takes routed requests: it loaded and, with the
+ * scheduler, is serving (not stopped, some instance healthy).  TODO: a
+ * version that QoS stopped gets its trial request after the cooldown only
+ * from requests that name it, since routing leaves it out meanwhile.
+ */
+static int version_ready(void *arg, const char *name, int64_t version)
+{
+    const struct bms__context *ctx = arg;
+    struct bms_served *served = bms_repo_find(ctx->repo, name, version);
+    struct bms_sched_stats st;
+
+    if (served == NULL) {
+        return 0;
+    }
+    if (ctx->sched == NULL ||
+        bms_sched_stats(ctx->sched, served, &st) != BMS_OK) {
+        return 1;
+    }
+    return st.serving;
+}
+
+
+/*
+ * The route an infer request without a version takes: *picked with the
+ * version the model's weights draw (unchanged without weights).  Returns
+ * non-zero after answering 503 when no weighted version is ready.
+ */
+static int route_by_weight(const struct bms__context *ctx,
+                           const struct bms__route *route,
+                           struct bms__route *picked,
+                           struct bms__reply *reply)
+{
+    int64_t version = 0;
+    char msg[256];
+
+    *picked = *route;
+    if (bms__routing_pick(ctx->routing, route->model, version_ready,
+                          (void *)ctx, &version) != BMS_OK) {
+        snprintf(msg, sizeof(msg), "model '%s': no version with a routing "
+                 "weight is ready", route->model);
+        bms__reply_error(reply, 503, msg);
+        return -1;
+    }
+    picked->version = version;
+    return 0;
+}
+
+
 static void handle_infer(const struct bms__context *ctx,
                          const struct bms__route *route, const char *body,
                          size_t body_len, struct bms__reply *reply)
 {
+    struct bms__route picked;
     struct bms_diag diag;
     struct resolved res;
     enum bms_status rc;
 
+    if (route->version == 0 && ctx->routing != NULL &&
+        bms_repo_has_model(ctx->repo, route->model)) {
+        if (route_by_weight(ctx, route, &picked, reply) != 0) {
+            return;
+        }
+        route = &picked;
+    }
     if (resolve(ctx->repo, route, &res, reply) != 0) {
         return;
     }
@@ -340,6 +435,225 @@ static void handle_infer(const struct bms__context *ctx,
         return;
     }
     reply->http_status = 200;
+}
+
+
+/* Replace the model's weights with the body's; 400 names the field. */
+static void put_routing(const struct bms__context *ctx,
+                        const struct bms__route *route, const char *body,
+                        size_t body_len, struct bms__reply *reply)
+{
+    struct bms_routing_weights weights;
+    struct bms_diag diag;
+    char text[512];
+    enum bms_status rc;
+    size_t n = 0;
+
+    diag.msg[0] = '\0';
+    rc = bms_routing_weights_parse(body, body_len, &weights, &diag);
+    if (rc == BMS_OK) {
+        rc = bms__routing_set(ctx->routing, route->model, &weights, &diag);
+    }
+    if (rc != BMS_OK) {
+        reply_failed(reply, rc, &diag);
+        return;
+    }
+    text[0] = '\0';
+    for (int k = 0; k < weights.n_weights && n < sizeof(text) - 48; k++) {
+        n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%lld:%d",
+                              k > 0 ? "," : "",
+                              (long long)weights.versions[k],
+                              weights.weights[k]);
+    }
+    bms_log(BMS_LOG_INFO, "routing", "msg=\"routing changed\" model=%s "
+            "weights=\"%s\"", route->model, text);
+}
+
+
+/* GET and PUT /v2/models/{name}/routing: the weights in force. */
+static void handle_routing(const struct bms__context *ctx,
+                           const struct bms__route *route,
+                           const char *method, const char *body,
+                           size_t body_len, struct bms__reply *reply)
+{
+    char msg[256];
+
+    if (!bms_repo_has_model(ctx->repo, route->model) ||
+        ctx->routing == NULL) {
+        snprintf(msg, sizeof(msg), "model '%s' not found", route->model);
+        bms__reply_error(reply, 404, msg);
+        return;
+    }
+    if (strcmp(method, "PUT") == 0) {
+        put_routing(ctx, route, body, body_len, reply);
+        if (reply->http_status != 0) {
+            return;
+        }
+    }
+    reply_done(reply, 200, bms__routing_json(ctx->routing, route->model,
+                                             &reply->body));
+}
+
+
+/* ---- serving state: readiness, admin stop and resume, alerts ---- */
+
+/* {"name", "version", "ready": false, "reason"} with 503. */
+static void reply_not_serving(struct bms__reply *reply, const char *model,
+                              const char *reason)
+{
+    struct bms__json j = { &reply->body, BMS_OK };
+
+    bms_buf_reset(&reply->body);
+    bms__json_raw(&j, "{\"name\": ");
+    bms__json_cstr(&j, model);
+    bms__json_raw(&j, ", \"version\": \"");
+    bms__json_int(&j, reply->version);
+    bms__json_raw(&j, "\", \"ready\": false, \"reason\": ");
+    bms__json_cstr(&j, reason);
+    bms__json_raw(&j, "}");
+    reply_done(reply, 503, j.rc);
+    snprintf(reply->error, sizeof(reply->error), "%s", reason);
+}
+
+
+/* Readiness as the scheduler sees it too: a version stopped (QoS or an
+ * admin) or without a healthy instance is not ready. */
+static void handle_serving_ready(const struct bms__context *ctx,
+                                 const struct bms__route *route,
+                                 struct bms__reply *reply)
+{
+    struct bms_sched_stats st;
+    struct bms_served *served;
+
+    handle_model_ready(ctx->repo, route, reply);
+    if (reply->http_status != 200 || ctx->sched == NULL) {
+        return;
+    }
+    served = bms_repo_find(ctx->repo, route->model, reply->version);
+    if (served != NULL &&
+        bms_sched_stats(ctx->sched, served, &st) == BMS_OK && !st.serving) {
+        reply_not_serving(reply, route->model, st.reason);
+    }
+}
+
+
+/* POST .../stop and .../resume: by hand, with an alert. */
+static void handle_admin(const struct bms__context *ctx,
+                         const struct bms__route *route, int stop,
+                         struct bms__reply *reply)
+{
+    struct bms_sched_stats st;
+    struct bms_diag diag;
+    struct resolved res;
+    enum bms_status rc;
+
+    if (resolve(ctx->repo, route, &res, reply) != 0) {
+        return;
+    }
+    if (ctx->sched == NULL) {
+        bms__reply_error(reply, 503, "no scheduler: nothing to stop");
+        return;
+    }
+    diag.msg[0] = '\0';
+    rc = stop ? bms_sched_stop(ctx->sched, res.served, &diag)
+              : bms_sched_resume(ctx->sched, res.served, &diag);
+    if (rc == BMS_OK) {
+        rc = bms_sched_stats(ctx->sched, res.served, &st);
+    }
+    if (rc != BMS_OK) {
+        reply_failed(reply, rc, &diag);
+        return;
+    }
+    rc = bms_buf_printf(&reply->body, "{\"name\": \"%s\", \"version\": "
+                        "\"%lld\", \"stopped\": %s}", route->model,
+                        (long long)reply->version,
+                        st.serving ? "false" : "true");
+    reply_done(reply, 200, rc);
+}
+
+
+/* The alerts list being written. */
+struct alert_list {
+    struct bms__json j;
+    int n;
+};
+
+
+/* One alert as a JSON object, after a comma but for the first. */
+static int alert_json(void *ud, const struct bms_alert *a)
+{
+    struct alert_list *list = ud;
+    struct bms__json *j = &list->j;
+
+    bms__json_raw(j, list->n++ > 0 ? ", {" : "{");
+    bms__json_raw(j, "\"id\": ");
+    bms__json_int(j, a->id);
+    bms__json_raw(j, ", \"ts_us\": ");
+    bms__json_int(j, a->ts_us);
+    bms__json_raw(j, ", \"model\": ");
+    bms__json_cstr(j, a->model);
+    bms__json_raw(j, ", \"version\": ");
+    bms__json_int(j, a->version);
+    bms__json_raw(j, ", \"kind\": ");
+    bms__json_cstr(j, a->kind);
+    bms__json_raw(j, ", \"message\": ");
+    bms__json_cstr(j, a->message);
+    bms__json_raw(j, "}");
+    return j->rc != BMS_OK;
+}
+
+
+/* GET /api/alerts: the latest alerts, newest first. */
+static void handle_alerts(const struct bms__context *ctx,
+                          struct bms__reply *reply)
+{
+    struct alert_list list = { { &reply->body, BMS_OK }, 0 };
+    struct bms__json *j = &list.j;
+    struct bms_diag diag;
+    enum bms_status rc;
+
+    if (ctx->store == NULL) {
+        bms__reply_error(reply, 503, "no store: alerts are not kept");
+        return;
+    }
+    diag.msg[0] = '\0';
+    bms__json_raw(j, "{\"alerts\": [");
+    rc = j->rc;
+    if (rc == BMS_OK) {
+        rc = bms_store_list_alerts(ctx->store, ALERTS_MAX, alert_json,
+                                   &list, &diag);
+    }
+    if (rc == BMS_OK) {
+        bms__json_raw(j, "]}");
+        rc = j->rc;
+    }
+    if (rc == BMS_ERR_IO) {
+        bms_log(BMS_LOG_ERROR, "http", "msg=\"alerts not listed\" "
+                "error=\"%s\"", diag.msg);
+        bms__reply_error(reply, 500, "alerts could not be read");
+        return;
+    }
+    reply_done(reply, 200, rc);
+}
+
+
+void bms__alert_to_store(void *ud, const struct bms_sched_alert *alert)
+{
+    struct bms_store *store = ud;
+    struct bms_alert a;
+    struct bms_diag diag;
+
+    memset(&a, 0, sizeof(a));
+    a.ts_us = alert->ts_us;
+    snprintf(a.model, sizeof(a.model), "%s", alert->model);
+    a.version = alert->version;
+    snprintf(a.kind, sizeof(a.kind), "%s", alert->kind);
+    snprintf(a.message, sizeof(a.message), "%s", alert->message);
+    diag.msg[0] = '\0';
+    if (bms_store_put_alert(store, &a, &diag) != BMS_OK) {
+        bms_log(BMS_LOG_ERROR, "store", "msg=\"alert not stored\" "
+                "model=%s kind=%s error=\"%s\"", a.model, a.kind, diag.msg);
+    }
 }
 
 
@@ -365,7 +679,7 @@ void bms__handle_with(const struct bms__context *ctx,
     const char *allowed = bms__route_method(route->kind);
     char msg[64];
 
-    if (strcmp(method, allowed) != 0) {
+    if (!bms__route_allows(route->kind, method)) {
         snprintf(msg, sizeof(msg), "method not allowed: use %s", allowed);
         bms__reply_error(reply, 405, msg);
         reply->allow = allowed;
@@ -390,10 +704,21 @@ void bms__handle_with(const struct bms__context *ctx,
         handle_model(ctx, route, reply);
         return;
     case BMS__ROUTE_MODEL_READY:
-        handle_model_ready(repo, route, reply);
+        handle_serving_ready(ctx, route, reply);
         return;
     case BMS__ROUTE_INFER:
         handle_infer(ctx, route, body, body_len, reply);
+        return;
+    case BMS__ROUTE_ROUTING:
+        handle_routing(ctx, route, method, body, body_len, reply);
+        return;
+    case BMS__ROUTE_MODEL_STOP:
+    case BMS__ROUTE_MODEL_RESUME:
+        handle_admin(ctx, route, route->kind == BMS__ROUTE_MODEL_STOP,
+                     reply);
+        return;
+    case BMS__ROUTE_ALERTS:
+        handle_alerts(ctx, reply);
         return;
     }
     bms__reply_error(reply, 404, "not found");

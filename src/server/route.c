@@ -8,6 +8,10 @@
  *     /v2/models/{name}[/versions/{v}]
  *     /v2/models/{name}[/versions/{v}]/ready
  *     /v2/models/{name}[/versions/{v}]/infer
+ *     /v2/models/{name}/routing
+ *     /v2/models/{name}[/versions/{v}]/stop
+ *     /v2/models/{name}[/versions/{v}]/resume
+ *     /api/alerts
  *
  * Parsing is strict: no empty segment, no trailing slash, only the
  * characters a model folder may be named with.
@@ -156,6 +160,12 @@ static enum bms_status parse_model_tail(const struct segment *segs, int n,
         route->kind = BMS__ROUTE_MODEL_READY;
     } else if (n - i == 1 && seg_is(&segs[i], "infer")) {
         route->kind = BMS__ROUTE_INFER;
+    } else if (n - i == 1 && seg_is(&segs[i], "stop")) {
+        route->kind = BMS__ROUTE_MODEL_STOP;
+    } else if (n - i == 1 && seg_is(&segs[i], "resume")) {
+        route->kind = BMS__ROUTE_MODEL_RESUME;
+    } else if (n == 1 && seg_is(&segs[0], "routing")) {
+        route->kind = BMS__ROUTE_ROUTING;
     } else {
         return BMS_ERR_NOT_FOUND;
     }
@@ -175,6 +185,11 @@ enum bms_status bms__route_parse(const char *path, struct bms__route *out,
     int n = split_path(path, segs, MAX_SEGMENTS);
 
     memset(&route, 0, sizeof(route));
+    if (n == 2 && seg_is(&segs[0], "api") && seg_is(&segs[1], "alerts")) {
+        route.kind = BMS__ROUTE_ALERTS;
+        *out = route;
+        return BMS_OK;
+    }
     if (n < 1 || !seg_is(&segs[0], "v2")) {
         return BMS_ERR_NOT_FOUND;
     }
@@ -208,7 +223,31 @@ enum bms_status bms__route_parse(const char *path, struct bms__route *out,
 
 const char *bms__route_method(enum bms__route_kind kind)
 {
+    if (kind == BMS__ROUTE_ROUTING) {
+        return "GET, PUT";
+    }
+    if (kind == BMS__ROUTE_MODEL_STOP || kind == BMS__ROUTE_MODEL_RESUME) {
+        return "POST";
+    }
     return kind == BMS__ROUTE_INFER ? "POST" : "GET";
+}
+
+
+int bms__route_allows(enum bms__route_kind kind, const char *method)
+{
+    if (kind == BMS__ROUTE_ROUTING) {
+        return strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0;
+    }
+    return strcmp(method, bms__route_method(kind)) == 0;
+}
+
+
+int bms__route_takes_body(enum bms__route_kind kind, const char *method)
+{
+    if (kind == BMS__ROUTE_ROUTING) {
+        return strcmp(method, "PUT") == 0;
+    }
+    return kind == BMS__ROUTE_INFER && strcmp(method, "POST") == 0;
 }
 
 

@@ -15,6 +15,7 @@
 #include "bms/base.h"
 #include "bms/repo.h"
 #include "bms/sched.h"
+#include "bms/store.h"
 
 #define BMS__MODEL_NAME_MAX 127    /* characters, fits the store's field */
 #define BMS__REQUEST_ID_LEN 16     /* hex digits */
@@ -25,7 +26,11 @@ enum bms__route_kind {
     BMS__ROUTE_SERVER,         /* GET /v2 */
     BMS__ROUTE_MODEL,          /* GET /v2/models/{name}[/versions/{v}] */
     BMS__ROUTE_MODEL_READY,    /* GET .../ready */
-    BMS__ROUTE_INFER           /* POST .../infer */
+    BMS__ROUTE_INFER,          /* POST .../infer */
+    BMS__ROUTE_ROUTING,        /* GET, PUT /v2/models/{name}/routing */
+    BMS__ROUTE_MODEL_STOP,     /* POST .../stop (admin) */
+    BMS__ROUTE_MODEL_RESUME,   /* POST .../resume (admin) */
+    BMS__ROUTE_ALERTS          /* GET /api/alerts */
 };
 
 struct bms__route {
@@ -45,8 +50,15 @@ struct bms__route {
 enum bms_status bms__route_parse(const char *path, struct bms__route *out,
                                  struct bms_diag *diag);
 
-/* The one method a route answers: "GET" or "POST". */
+/* The method a route answers, "GET" or "POST", as an Allow header
+ * gives it ("GET, PUT" for the routing route). */
 const char *bms__route_method(enum bms__route_kind kind);
+
+/* Whether method on a route of this kind answers at all, and whether the
+ * request carries a body to read first (POST .../infer, PUT .../routing).
+ * Thread-safe. */
+int bms__route_allows(enum bms__route_kind kind, const char *method);
+int bms__route_takes_body(enum bms__route_kind kind, const char *method);
 
 /* The HTTP status for a failed bms status (BMS_OK gives 200). */
 int bms__http_status(enum bms_status rc);
@@ -77,9 +89,13 @@ struct bms__reply {
 };
 
 /* What a handler may use besides the route and body. */
+struct bms__routing;
+
 struct bms__context {
     struct bms_repo *repo;
     struct bms_sched *sched;   /* NULL: infer runs on the caller's thread */
+    struct bms__routing *routing;  /* NULL: no weighted routing */
+    struct bms_store *store;   /* NULL: no alerts kept */
     const char *timeout_header;    /* the Timeout-Ms header, or NULL */
     int64_t start_us;          /* arrival (bms_now_us); deadlines count
                                 * from it */
@@ -114,5 +130,12 @@ void bms__handle_with(const struct bms__context *ctx,
  */
 void bms__reply_error(struct bms__reply *reply, int http_status,
                       const char *msg);
+
+/*
+ * An alert handler for the scheduler (bms_sched_set_alert_handler) that
+ * writes each alert into the store ud (a struct bms_store *); a failed
+ * write is logged.  Thread-safe.
+ */
+void bms__alert_to_store(void *ud, const struct bms_sched_alert *alert);
 
 #endif

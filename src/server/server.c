@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 
 #include "bms/server.h"
+#include "sched/routing.h"
 #include "server/route.h"
 
 #define DEFAULT_MAX_BODY_SIZE ((size_t)64 << 20)   /* bytes */
@@ -36,6 +37,7 @@ struct bms_server {
     struct MHD_Daemon *daemon;
     struct bms_repo *repo;
     struct bms_sched *sched;
+    struct bms__routing *routing;    /* owned: the weights in force */
     struct bms_store *store;
     size_t max_body_size;
     int port;
@@ -161,6 +163,13 @@ static enum MHD_Result queue_reply(struct request *req,
     if (reply->allow != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
     }
+    if (reply->version > 0) {
+        char text[32];
+
+        /* The version that answered, also for one drawn by weight. */
+        snprintf(text, sizeof(text), "%lld", (long long)reply->version);
+        MHD_add_response_header(resp, "X-Model-Version", text);
+    }
     if (reply->retry_after_s > 0) {
         char text[16];
 
@@ -226,6 +235,8 @@ static enum MHD_Result answer(struct request *req,
     memset(&ctx, 0, sizeof(ctx));
     ctx.repo = req->server->repo;
     ctx.sched = req->server->sched;
+    ctx.routing = req->server->routing;
+    ctx.store = req->server->store;
     ctx.timeout_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      "Timeout-Ms");
     ctx.start_us = req->start_us;
@@ -262,8 +273,8 @@ static enum MHD_Result on_headers(struct request *req,
 {
     const char *cl;
 
-    if (req->route_rc != BMS_OK || req->route.kind != BMS__ROUTE_INFER ||
-        strcmp(method, "POST") != 0) {
+    if (req->route_rc != BMS_OK ||
+        !bms__route_takes_body(req->route.kind, method)) {
         return has_body(conn) ? answer(req, conn, method) : MHD_YES;
     }
     cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -561,6 +572,10 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
                                   : default_threads(config->sched != NULL);
     atomic_init(&server->n_in_flight, 0);
     atomic_init(&server->stopping, 0);
+    if (bms__routing_create(config->repo, &server->routing) != BMS_OK) {
+        free(server);
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
 
     errno = 0;
     server->daemon = MHD_start_daemon(
@@ -577,11 +592,17 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
     if (server->daemon == NULL) {
         int err = errno;
 
+        bms__routing_destroy(server->routing);
         free(server);
         return bms_diag_set(diag, BMS_ERR_IO, "cannot listen on %s:%d: %s",
                             config->address ? config->address : "127.0.0.1",
                             config->port,
                             err ? strerror(err) : "libmicrohttpd refused");
+    }
+    if (config->sched != NULL && config->store != NULL) {
+        /* The store outlives the scheduler (bms serve closes it last). */
+        bms_sched_set_alert_handler(config->sched, bms__alert_to_store,
+                                    config->store);
     }
     info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);
     server->port = info != NULL ? info->port : config->port;
@@ -620,5 +641,6 @@ void bms_server_stop(struct bms_server *server)
     if (fd != MHD_INVALID_SOCKET) {
         close(fd);
     }
+    bms__routing_destroy(server->routing);
     free(server);
 }

@@ -873,6 +873,10 @@ static void write_meta_stats(struct bms__json *j,
     bms__json_int(j, st->queued);
     bms__json_raw(j, ",\"in_flight\":");
     bms__json_int(j, st->in_flight);
+    bms__json_raw(j, ",\"crashes\":");
+    bms__json_int(j, st->crashes);
+    bms__json_raw(j, ",\"restarts\":");
+    bms__json_int(j, st->restarts);
     bms__json_raw(j, "}");
 }
 
@@ -904,8 +908,59 @@ static void write_meta_sched(struct bms__json *j,
     bms__json_int(j, c.instances);
     bms__json_raw(j, ",\"max_concurrency\":");
     bms__json_int(j, c.max_concurrency);
+    bms__json_raw(j, ",\"isolation\":");
+    bms__json_cstr(j, c.isolation == BMS_ISOLATION_PROCESS ? "process"
+                   : "thread");
+    bms__json_raw(j, ",\"isolation_timeout_ms\":");
+    bms__json_int(j, c.isolation_timeout_ms);
+    bms__json_raw(j, ",\"isolation_memory_mb\":");
+    bms__json_int(j, c.isolation_memory_mb);
     if (st != NULL) {
         write_meta_stats(j, st);
+    }
+    bms__json_raw(j, "}");
+}
+
+
+/* "health" and "qos" as they apply and, with st, whether the version
+ * serves now. */
+static void write_meta_serving(struct bms__json *j,
+                               const struct bms_manifest *man,
+                               const struct bms_sched_stats *st)
+{
+    struct bms_sched_config c;
+    char num[32];
+
+    if (man != NULL) {
+        c = man->sched;
+    } else {
+        bms_sched_config_default(&c);
+    }
+    bms__json_raw(j, ",\"health\":{\"period_ms\":");
+    bms__json_int(j, c.health.period_ms);
+    bms__json_raw(j, ",\"timeout_ms\":");
+    bms__json_int(j, c.health.timeout_ms);
+    if (st != NULL) {
+        bms__json_raw(j, ",\"healthy_instances\":");
+        bms__json_int(j, st->healthy_instances);
+    }
+    bms__json_raw(j, "},\"qos\":{\"window_s\":");
+    bms__json_int(j, c.qos.window_s);
+    bms__json_raw(j, ",\"min_requests\":");
+    bms__json_int(j, c.qos.min_requests);
+    snprintf(num, sizeof(num), "%.17g", c.qos.max_error_rate);
+    bms__json_raw(j, ",\"max_error_rate\":");
+    bms__json_raw(j, num);
+    snprintf(num, sizeof(num), "%.17g", c.qos.max_p99_ms);
+    bms__json_raw(j, ",\"max_p99_ms\":");
+    bms__json_raw(j, num);
+    bms__json_raw(j, ",\"cooldown_s\":");
+    bms__json_int(j, c.qos.cooldown_s);
+    if (st != NULL) {
+        bms__json_raw(j, st->serving ? ",\"serving\":true"
+                                     : ",\"serving\":false");
+        bms__json_raw(j, ",\"reason\":");
+        bms__json_cstr(j, st->reason);
     }
     bms__json_raw(j, "}");
 }
@@ -947,6 +1002,7 @@ static enum bms_status write_metadata(const struct bms_repo *repo,
     if (with_sched) {
         bms__json_raw(&j, ",\"scheduling\":");
         write_meta_sched(&j, man, st);
+        write_meta_serving(&j, man, st);
     }
     bms__json_raw(&j, "}");
     if (j.rc != BMS_OK) {
@@ -970,6 +1026,31 @@ enum bms_status bms_v2_model_metadata_stats(const struct bms_repo *repo,
                                             struct bms_buf *out)
 {
     return write_metadata(repo, served, 1, st, out);
+}
+
+
+enum bms_status bms_v2_model_metadata_extra(const struct bms_repo *repo,
+                                            const struct bms_served *served,
+                                            const struct bms_sched_stats *st,
+                                            const char *extra,
+                                            struct bms_buf *out)
+{
+    struct bms__json j = {out, BMS_OK};
+    size_t start = out->len;
+
+    j.rc = write_metadata(repo, served, 1, st, out);
+    if (j.rc != BMS_OK || extra == NULL) {
+        return j.rc;
+    }
+    /* Reopen the object: its closing brace is the last byte written. */
+    out->len--;
+    bms__json_raw(&j, ",");
+    bms__json_raw(&j, extra);
+    bms__json_raw(&j, "}");
+    if (j.rc != BMS_OK) {
+        truncate_to(out, start);
+    }
+    return j.rc;
 }
 
 

@@ -1,6 +1,7 @@
 /*
- * The SQLite store: model manifests and request records in one database
- * file in WAL mode.
+ * The SQLite store: model manifests, alerts and request records in one
+ * database file in WAL mode.  Alerts (a model version stopped or resumed)
+ * are rare and written at once.
  *
  * Request records go through an in-memory queue.  bms_store_record copies
  * a record in under the queue mutex and returns; one writer thread takes
@@ -36,7 +37,10 @@ static const char schema_sql[] =
     " version INTEGER, http_status INTEGER, outcome TEXT, error TEXT,"
     " latency_us INTEGER, bytes_in INTEGER, bytes_out INTEGER,"
     " client TEXT);"
-    "CREATE INDEX IF NOT EXISTS requests_ts_us ON requests (ts_us);";
+    "CREATE INDEX IF NOT EXISTS requests_ts_us ON requests (ts_us);"
+    "CREATE TABLE IF NOT EXISTS alerts ("
+    " id INTEGER PRIMARY KEY, ts_us INTEGER, model TEXT, version INTEGER,"
+    " kind TEXT, message TEXT);";
 
 static const char insert_sql[] =
     "INSERT INTO requests (id, ts_us, model, version, http_status, outcome,"
@@ -537,6 +541,84 @@ enum bms_status bms_store_list_requests(struct bms_store *store, int limit,
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
         rc = db_error(store->db, "listing requests", diag);
+    }
+
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&store->db_lock);
+    return rc;
+}
+
+
+enum bms_status bms_store_put_alert(struct bms_store *store,
+                                    const struct bms_alert *alert,
+                                    struct bms_diag *diag)
+{
+    static const char sql[] =
+        "INSERT INTO alerts (ts_us, model, version, kind, message)"
+        " VALUES (?, ?, ?, ?, ?)";
+    sqlite3_stmt *st = NULL;
+    enum bms_status rc = BMS_OK;
+
+    pthread_mutex_lock(&store->db_lock);
+    if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_error(store->db, "saving an alert", diag);
+        goto out;
+    }
+    sqlite3_bind_int64(st, 1, alert->ts_us);
+    bind_field(st, 2, alert->model, sizeof(alert->model));
+    sqlite3_bind_int64(st, 3, alert->version);
+    bind_field(st, 4, alert->kind, sizeof(alert->kind));
+    bind_field(st, 5, alert->message, sizeof(alert->message));
+    if (sqlite3_step(st) != SQLITE_DONE) {
+        rc = db_error(store->db, "saving an alert", diag);
+    }
+
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&store->db_lock);
+    return rc;
+}
+
+
+static void row_to_alert(sqlite3_stmt *st, struct bms_alert *a)
+{
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, 0);
+    a->ts_us = sqlite3_column_int64(st, 1);
+    column_text(st, 2, a->model, sizeof(a->model));
+    a->version = sqlite3_column_int64(st, 3);
+    column_text(st, 4, a->kind, sizeof(a->kind));
+    column_text(st, 5, a->message, sizeof(a->message));
+}
+
+
+enum bms_status bms_store_list_alerts(struct bms_store *store, int limit,
+                                      bms_alert_fn fn, void *ud,
+                                      struct bms_diag *diag)
+{
+    static const char sql[] =
+        "SELECT id, ts_us, model, version, kind, message"
+        " FROM alerts ORDER BY id DESC LIMIT ?";
+    struct bms_alert alert;
+    sqlite3_stmt *st = NULL;
+    enum bms_status rc = BMS_OK;
+    int step;
+
+    pthread_mutex_lock(&store->db_lock);
+    if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        rc = db_error(store->db, "listing alerts", diag);
+        goto out;
+    }
+    sqlite3_bind_int(st, 1, limit);
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        row_to_alert(st, &alert);
+        if (fn(ud, &alert) != 0) {
+            break;
+        }
+    }
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = db_error(store->db, "listing alerts", diag);
     }
 
 out:

@@ -26,6 +26,8 @@ WEAK int bms_test_optimize(int *n_tests);
 WEAK int bms_test_fuzz_regress(int *n_tests);
 WEAK int bms_test_sched(int *n_tests);
 WEAK int bms_test_control(int *n_tests);
+WEAK int bms_test_routing(int *n_tests);
+WEAK int bms_test_qos(int *n_tests);
 
 int main(void)
 {
@@ -39,6 +41,8 @@ int main(void)
         bms_test_fuzz_regress,
         bms_test_sched,
         bms_test_control,
+        bms_test_routing,
+        bms_test_qos,
     };
     int n_passed = 0;
     int n_failed = 0;

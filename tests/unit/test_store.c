@@ -288,7 +288,7 @@ static void store_sets_wal_and_schema(void **state)
     assert_string_equal(got, "1");
     query_one(path, "SELECT group_concat(name, ',') FROM (SELECT name FROM "
               "sqlite_master ORDER BY name)", got, sizeof(got));
-    assert_string_equal(got, "models,requests,requests_ts_us,"
+    assert_string_equal(got, "alerts,models,requests,requests_ts_us,"
                         "sqlite_autoindex_models_1");
     remove_db(path);
 }

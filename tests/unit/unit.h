@@ -33,5 +33,7 @@ int bms_test_optimize(int *n_tests);
 int bms_test_fuzz_regress(int *n_tests);
 int bms_test_sched(int *n_tests);
 int bms_test_control(int *n_tests);
+int bms_test_routing(int *n_tests);
+int bms_test_qos(int *n_tests);
 
 #endif

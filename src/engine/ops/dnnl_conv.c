@@ -5,11 +5,12 @@
  * The primitive picks its own layouts (format tag any): channels-last or
  * channel-blocked (nChw16c) on AVX-512, where its kernels ran 1.3 to 1.5
  * times faster than the GEMM-based one that plain NCHW leaves, and 3x3
- * Winograd 2 to 3 times faster still.  bms's tensors are plain, so the
- * source is reordered in and the destination out through scratch memory:
- * about 0.05 ms a layer in ResNet-18, a tenth of what the layout gains.  The
- * weights are reordered once per problem when they are constant, and on
- * every run otherwise.  Bias and the fused activation are applied by the
+ * Winograd 2 to 3 times faster still (up to 256 channels: see
+ * wants_winograd).  bms's tensors are plain, so the source is reordered in
+ * and the destination out through scratch memory: about 0.05 ms a layer
+ * in ResNet-18, a tenth of what the layout gains.  The weights are
+ * reordered once per problem when they are constant, and on every run
+ * otherwise.  Bias and the fused activation are applied by the
  * primitive itself (a post-op), while the output is still in cache.
  */
 #include <stdlib.h>
@@ -19,6 +20,10 @@
 
 #define ALIGN 64                           /* bytes, for every buffer */
 #define MAX_MEMS 12                        /* memory objects of one run */
+
+/* Most input times output channels of a Winograd convolution: 256 x 256,
+ * whose transformed weights take 9 MB. */
+#define WINOGRAD_MAX_CM ((int64_t)256 * 256)
 
 /* A layout change between bms's plain tensor and the primitive's. */
 struct reorder {
@@ -247,12 +252,17 @@ out:
 /*
  * Whether Winograd may beat the direct algorithm: a dense 3x3 over enough
  * channels (at 16 the transforms already pay on AVX-512), with weights
- * constant, since their transform costs more than the convolution.
+ * constant, since their transform costs more than the convolution.  Its
+ * transformed weights take 4 times the plain ones (6x6 tiles for 3x3), so
+ * wide layers keep the direct algorithm: in ResNet-18 the three 512x512
+ * layers would hold 113 MB of weights and a 49 MB scratchpad, for a model
+ * about a tenth faster at batch 8.
  */
 static int wants_winograd(const struct bms__conv_problem *pr)
 {
     return pr->w_const && pr->n_spatial == 2 && pr->group == 1 &&
-           pr->c >= 16 && pr->m >= 16 && pr->kernel[0] == 3 &&
+           pr->c >= 16 && pr->m >= 16 &&
+           pr->c * pr->m <= WINOGRAD_MAX_CM && pr->kernel[0] == 3 &&
            pr->kernel[1] == 3 && pr->strides[0] == 1 &&
            pr->strides[1] == 1 && pr->dilations[0] == 1 &&
            pr->dilations[1] == 1;

@@ -9,6 +9,7 @@
 #include "engine/ops/kernels.h"
 #include "engine/ops/ops_more.h"
 #include "engine/ops/control.h"
+#include "engine/ops/testfault.h"
 
 #define BINARY(name) \
     {name, bms__binary_prepare, bms__binary_infer, bms__binary_run}
@@ -164,6 +165,9 @@ const struct bms__op bms__ops_math[] = {
     ENTRY("bms.Gelu", bms__gelu),
     ENTRY("bms.MatMul", bms__fmatmul),
     ENTRY("bms.AddLayerNorm", bms__addnorm),
+#ifdef BMS_TEST_FAULTS
+    ENTRY("BmsTestFault", bms__testfault),   /* test builds only */
+#endif
     {NULL, NULL, NULL, NULL}
 };
 

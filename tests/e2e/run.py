@@ -93,7 +93,11 @@ def run(argv):
     for test, reason in result.skipped:
         print("skipped: %s: %s" % (test, reason))
     print("e2e: %.1f s" % elapsed)
-    print("e2e: %d passed, %d failed" % (passed, failed))
+    if skipped:
+        print("e2e: %d passed, %d failed, %d skipped"
+              % (passed, failed, skipped))
+    else:
+        print("e2e: %d passed, %d failed" % (passed, failed))
     return 1 if failed or not result.wasSuccessful() else 0
 
 

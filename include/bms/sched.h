@@ -7,10 +7,12 @@
  * asks for it), runs them as one execution and splits the outputs back.
  *
  * The caller's thread waits on a condition variable until its request is
- * answered or its deadline passes; nothing waits forever.  Requests past
- * the queue's size or the model's concurrency limit are refused at once
- * (load shedding), and a request whose deadline passes while it waits is
- * dropped from the queue without running.
+ * answered or its deadline passes; nothing waits forever.  Without
+ * batching, a request that finds the queue empty and an instance idle
+ * runs on the caller's thread itself, with that instance's session.
+ * Requests past the queue's size or the model's concurrency limit are
+ * refused at once (load shedding), and a request whose deadline passes
+ * while it waits is dropped from the queue without running.
  */
 #ifndef BMS_SCHED_H
 #define BMS_SCHED_H

@@ -8,6 +8,12 @@
  * holds it, so a worker never touches a job that is gone.  At most one
  * worker at a time gathers a batch; the others wait until it has taken
  * its jobs out of the queue.
+ *
+ * A request that would only wake an idle worker and wait for it (no
+ * batching, thread instances, nothing queued) runs on its caller's
+ * thread instead, on that instance's session, which it claims from the
+ * worker under the lock: this saves the two thread switches of the
+ * hand-off.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -61,6 +67,8 @@ struct worker {
     struct bms_tensor *merged;   /* one per graph input */
     struct bms_buf *scratch;     /* the merged inputs' data */
     struct bms_tensor *outputs;  /* one per graph output */
+    int busy;                    /* the worker runs jobs or its canary */
+    int claimed;                 /* a caller runs its job on the session */
 };
 
 struct queue {
@@ -270,6 +278,11 @@ static int wait_for_work(struct queue *q, struct worker *w)
         if (q->stopping) {
             return 0;
         }
+        if (w->claimed) {
+            /* A caller runs on w's session; it wakes us when done. */
+            pthread_cond_wait(&q->work, &q->lock);
+            continue;
+        }
         if (bms__health_take(&q->health, i)) {
             return -1;
         }
@@ -434,7 +447,7 @@ static int settle_crash(struct worker *w, int n)
         }
         w->batch[kept++] = job;
     }
-    q->stats.in_flight -= n - kept;
+    /* A requeued job stays in flight until its rerun answers it. */
     if (kept < n) {
         pthread_cond_broadcast(&q->work);
     }
@@ -600,9 +613,11 @@ static void *worker_main(void *arg)
         int64_t n_items = 0;
         int n_runs;
 
+        w->busy = 1;
         if (n < 0) {
             run_canary(w);
             revive(w);
+            w->busy = 0;
             continue;
         }
 
@@ -627,6 +642,7 @@ static void *worker_main(void *arg)
                 " runs=%d", bms_served_name(q->served),
                 bms_served_version(q->served), n, n_items, n_runs);
         revive(w);
+        w->busy = 0;
     }
     pthread_mutex_unlock(&q->lock);
     return NULL;
@@ -1035,6 +1051,75 @@ static void await_job(struct queue *q, struct job *job)
 }
 
 
+/* ---- the fast path: a job run on its caller's thread ---- */
+
+/* Whether instance i has a canary waiting or running (under the lock). */
+static int canary_due(const struct queue *q, int i)
+{
+    const struct bms__probe *p = q->health.probes;
+
+    return p != NULL && (p[i].pending || p[i].running);
+}
+
+
+/*
+ * An instance the caller may run its job on itself, skipping the hand-off
+ * to a worker thread, or NULL (under the lock).  Only when requests are
+ * not batched, the instances are threads and nothing is queued (so the
+ * job jumps no one); the instance must be in the rotation, with no
+ * canary due, and neither its worker nor another caller using it.
+ */
+static struct worker *find_idle(struct queue *q)
+{
+    if (q->batching || q->cfg.isolation != BMS_ISOLATION_THREAD ||
+        q->head != NULL) {
+        return NULL;
+    }
+    for (int i = 0; i < q->n_workers; i++) {
+        struct worker *w = &q->workers[i];
+
+        if (!w->busy && !w->claimed && !canary_due(q, i) &&
+            bms__health_in_rotation(&q->health, i)) {
+            return w;
+        }
+    }
+    return NULL;
+}
+
+
+/*
+ * Run an admitted job on w, an idle instance, from the caller's thread:
+ * called and returning with the lock, with a worker's accounting.  w is
+ * claimed meanwhile, so its worker stays out; afterwards the worker is
+ * woken when requests queued or its canary came in the meantime.  A job
+ * already past its deadline does not run.
+ */
+static void run_claimed(struct queue *q, struct worker *w, struct job *job)
+{
+    if (bms_now_us() >= job->deadline_us) {
+        q->stats.expired++;
+        job->result.refusal = BMS_SCHED_DEADLINE;
+        job->rc = BMS_ERR_UNAVAILABLE;
+        return;
+    }
+    w->claimed = 1;
+    job->state = JOB_RUNNING;
+    q->stats.in_flight++;
+    pthread_mutex_unlock(&q->lock);
+    run_alone(w, job);
+    pthread_mutex_lock(&q->lock);
+    w->claimed = 0;
+    job->state = JOB_DONE;
+    q->stats.in_flight--;
+    q->stats.requests++;
+    q->stats.items += job->n_items;
+    q->stats.executions++;
+    if (q->head != NULL || canary_due(q, (int)(w - q->workers))) {
+        pthread_cond_broadcast(&q->work);
+    }
+}
+
+
 enum bms_status bms_sched_infer(struct bms_sched *sched,
                                 struct bms_served *served,
                                 const struct bms_tensor *inputs,
@@ -1046,6 +1131,7 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
     enum bms__qos_event ev = BMS__QOS_NONE;
     char msg[BMS_SCHED_REASON_SIZE];
     struct job job;
+    struct worker *w;
     enum bms_sched_refusal why;
 
     memset(result, 0, sizeof(*result));
@@ -1072,7 +1158,10 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
             bms__qos_cancel_trial(&q->qos);
         }
     }
-    if (why == BMS_SCHED_ANSWERED) {
+    w = why == BMS_SCHED_ANSWERED ? find_idle(q) : NULL;
+    if (w != NULL) {
+        run_claimed(q, w, &job);
+    } else if (why == BMS_SCHED_ANSWERED) {
         list_append(q, &job);
         pthread_cond_broadcast(&q->work);
         await_job(q, &job);

@@ -942,36 +942,59 @@ static void fold_lines(char *s)
 
 /* ---- routing documents ---- */
 
+/*
+ * Parse a JSON document of len bytes that must be an object.  On success
+ * *text gets a NUL-terminated copy (the caller frees it) and *root its
+ * tree (yajl_tree_free); on failure nothing is left and diag names `what`.
+ */
+static enum bms_status parse_object(const char *json, size_t len,
+                                    const char *what, char **text,
+                                    yajl_val *root, struct bms_diag *diag)
+{
+    char err[256] = "";
+    yajl_val tree;
+    char *copy;
+
+    if (memchr(json, '\0', len) != NULL) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: contains a NUL "
+                            "byte", what);
+    }
+    copy = malloc(len + 1);
+    if (copy == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    memcpy(copy, json, len);
+    copy[len] = '\0';
+    tree = yajl_tree_parse(copy, err, sizeof(err));
+    if (tree == NULL || !YAJL_IS_OBJECT(tree)) {
+        if (tree == NULL) {
+            fold_lines(err);
+        }
+        bms_diag_set(diag, BMS_ERR_INVALID, "%s: %s", what,
+                     tree != NULL ? "expected a JSON object"
+                     : err[0] != '\0' ? err : "parse error");
+        yajl_tree_free(tree);
+        free(copy);
+        return BMS_ERR_INVALID;
+    }
+    *text = copy;
+    *root = tree;
+    return BMS_OK;
+}
+
+
 enum bms_status bms_routing_weights_parse(const char *json, size_t len,
                                           struct bms_routing_weights *out,
                                           struct bms_diag *diag)
 {
-    char err[256] = "";
-    yajl_val root = NULL;
+    yajl_val root;
     char *text;
-    enum bms_status rc;
+    enum bms_status rc = parse_object(json, len, "body", &text, &root, diag);
 
-    if (memchr(json, '\0', len) != NULL) {
-        return bms_diag_set(diag, BMS_ERR_INVALID, "body: contains a NUL "
-                            "byte");
+    if (rc != BMS_OK) {
+        return rc;
     }
-    text = malloc(len + 1);
-    if (text == NULL) {
-        return BMS_ERR_NOMEM;
-    }
-    memcpy(text, json, len);
-    text[len] = '\0';
-    root = yajl_tree_parse(text, err, sizeof(err));
-    if (root == NULL) {
-        fold_lines(err);
-        rc = bms_diag_set(diag, BMS_ERR_INVALID, "body: %s",
-                          err[0] != '\0' ? err : "parse error");
-    } else if (!YAJL_IS_OBJECT(root)) {
-        rc = bms_diag_set(diag, BMS_ERR_INVALID, "body: expected a JSON "
-                          "object");
-    } else {
-        rc = parse_weights(root, "", 1, out, diag);
-    }
+    rc = parse_weights(root, "", 1, out, diag);
     yajl_tree_free(root);
     free(text);
     return rc;
@@ -1006,48 +1029,25 @@ enum bms_status bms_manifest_parse(const char *json, size_t len,
                                    struct bms_manifest **out,
                                    struct bms_diag *diag)
 {
-    struct bms_manifest *m = NULL;
-    char err[256] = "";
-    yajl_val root = NULL;
+    struct bms_manifest *m;
+    yajl_val root;
     char *text;
     enum bms_status rc;
 
-    if (memchr(json, '\0', len) != NULL) {
-        return bms_diag_set(diag, BMS_ERR_INVALID, "config.json: contains "
-                            "a NUL byte");
-    }
-    text = malloc(len + 1);
-    if (text == NULL) {
-        return BMS_ERR_NOMEM;
-    }
-    memcpy(text, json, len);
-    text[len] = '\0';
-
-    root = yajl_tree_parse(text, err, sizeof(err));
-    if (root == NULL) {
-        fold_lines(err);
-        rc = bms_diag_set(diag, BMS_ERR_INVALID, "config.json: %s",
-                          err[0] != '\0' ? err : "parse error");
-        goto out;
-    }
-    if (!YAJL_IS_OBJECT(root)) {
-        rc = bms_diag_set(diag, BMS_ERR_INVALID, "config.json: expected a "
-                          "JSON object");
-        goto out;
+    rc = parse_object(json, len, "config.json", &text, &root, diag);
+    if (rc != BMS_OK) {
+        return rc;
     }
     m = calloc(1, sizeof(*m));
     if (m == NULL) {
-        rc = BMS_ERR_NOMEM;
-        goto out;
+        yajl_tree_free(root);
+        free(text);
+        return BMS_ERR_NOMEM;
     }
     m->json = text;
-    text = NULL;
     bms_sched_config_default(&m->sched);
     rc = parse_root(root, m, diag);
-
-out:
     yajl_tree_free(root);
-    free(text);
     if (rc != BMS_OK) {
         bms_manifest_destroy(m);
         return rc;

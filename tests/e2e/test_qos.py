@@ -33,20 +33,13 @@ VARIANTS = {
 
 
 def write_reshape_model(root):
-    """canary_bad: y = Reshape(x [N, 4], shape [1] INT64)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])
-    s = helper.make_tensor_value_info("shape", TensorProto.INT64, [1])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    node = helper.make_node("Reshape", ["x", "shape"], ["y"])
-    graph = helper.make_graph([node], "canary_bad", [x, s], [y])
-    model = helper.make_model(graph,
-                              opset_imports=[helper.make_opsetid("", 13)])
+    """canary_bad: y = Reshape(x [N, 4], shape [1] INT64), the model that
+    tests/data/make_qos_model.py writes."""
     dst = os.path.join(root, "canary_bad")
     os.makedirs(os.path.join(dst, "1"))
-    onnx.save(model, os.path.join(dst, "1", "model.onnx"))
+    shutil.copy(os.path.join(bmstest.ROOT, "tests", "data",
+                             "qos_reshape.onnx"),
+                os.path.join(dst, "1", "model.onnx"))
     config = {"name": "canary_bad",
               "inputs": [{"name": "x", "type": "float", "size": [4]},
                          {"name": "shape", "type": "int", "size": []}],

@@ -175,17 +175,25 @@ class SchedTest(unittest.TestCase):
     # --- shedding -----------------------------------------------------
 
     def assert_some_shed(self, model, message):
+        # Twelve clients at once against a queue or limit of one: whether
+        # their requests overlap depends on how the two cores interleave
+        # the parsing, so a burst that happened to arrive one by one is
+        # tried again, up to five bursts.
         big = raw_body(self.images[:256])
-        answers = concurrently(self.server,
-                               [(model, big, None) for _ in range(12)])
-        statuses = [r.status for r in answers]
-        self.assertIn(200, statuses)
-        self.assertIn(503, statuses, "no request was shed")
-        self.assertEqual(set(statuses), {200, 503})
-        for r in answers:
-            if r.status == 503:
-                self.assertEqual(r.header("Retry-After"), "1")
-                self.assertIn(message, r.json()["error"])
+        shed = []
+        for _ in range(5):
+            answers = concurrently(self.server,
+                                   [(model, big, None) for _ in range(12)])
+            statuses = [r.status for r in answers]
+            self.assertIn(200, statuses)
+            self.assertLessEqual(set(statuses), {200, 503})
+            shed = [r for r in answers if r.status == 503]
+            if shed:
+                break
+        self.assertTrue(shed, "no request was shed in five bursts")
+        for r in shed:
+            self.assertEqual(r.header("Retry-After"), "1")
+            self.assertIn(message, r.json()["error"])
 
     def test_full_queue_answers_503_retry_after(self):
         self.assert_some_shed("cnn_queue1", "queue is full")

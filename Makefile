@@ -9,7 +9,7 @@ BUILD   ?= build
 CC      ?= gcc
 PROTO   ?= /usr/include/onnx/onnx.proto
 OPT     ?= -O2
-PKGS    := libmicrohttpd yajl libprotobuf-c sqlite3
+PKGS    := libmicrohttpd yajl libprotobuf-c sqlite3 zlib gnutls libarchive
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wformat=2 -Wundef -Wvla

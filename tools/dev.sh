@@ -13,9 +13,9 @@ cd "$(dirname "$0")/.."
 
 BUILD_PKGS="gcc make pkg-config libc6-dev protobuf-c-compiler
 libprotobuf-c-dev libonnx-dev libmicrohttpd-dev libyajl-dev libsqlite3-dev
-libdnnl-dev curl"
+libdnnl-dev zlib1g-dev libgnutls28-dev libarchive-dev curl"
 TEST_PKGS="libcmocka-dev libonnx-testdata dataset-fashion-mnist python3
-python3-numpy sqlite3"
+python3-numpy sqlite3 openssl"
 
 install_missing() {
     missing=""

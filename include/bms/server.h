@@ -10,6 +10,8 @@
 #include "bms/sched.h"
 #include "bms/store.h"
 
+struct bms_manager;
+
 /* The bms release, as `GET /v2` and `bms version` report it. */
 #define BMS_VERSION "0.1.0"
 
@@ -23,6 +25,18 @@ struct bms_server_config {
     struct bms_sched *sched; /* borrowed, may be NULL: infer on the
                               * request thread; must outlive the server */
     struct bms_store *store; /* borrowed, may be NULL */
+    struct bms_manager *manager; /* borrowed, may be NULL: the repository
+                              * and scheduler above are fixed; else they
+                              * are ignored and models come and go
+                              * through it (bms/manager.h) */
+    int no_auth;             /* 1: no API keys asked, even if some exist */
+    const char *tls_cert;    /* PEM file paths; both or neither: HTTPS */
+    const char *tls_key;
+    size_t max_header_size;  /* bytes of request line and headers; 0: a
+                              * default (32 KiB) */
+    int64_t max_elements;    /* tensor elements in one request; 0: a
+                              * default */
+    int64_t max_request_ms;  /* longest a request may take; 0: none */
 };
 
 struct bms_server;

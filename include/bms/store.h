@@ -25,6 +25,7 @@ struct bms_request_record {
     int64_t bytes_in;
     int64_t bytes_out;
     char client[64];                /* peer address */
+    char key_id[64];                /* the API key's id; "" without one */
 };
 
 struct bms_store;
@@ -81,5 +82,9 @@ typedef int (*bms_alert_fn)(void *ud, const struct bms_alert *alert);
 enum bms_status bms_store_list_alerts(struct bms_store *store, int limit,
                                       bms_alert_fn fn, void *ud,
                                       struct bms_diag *diag);
+
+/* ---- API keys and their limits (keys.c) ---- */
+
+/* ---- model settings, audit trail, request queries (audit.c) ---- */
 
 #endif

@@ -20,6 +20,7 @@
 #include "bms/server.h"
 #include "bms/v2.h"
 #include "sched/routing.h"
+#include "server/api.h"
 #include "server/route.h"
 #include "server/v2_json.h"
 
@@ -48,6 +49,22 @@ void bms__reply_error(struct bms__reply *reply, int http_status,
         bms_buf_reset(&reply->body);
         bms_buf_puts(&reply->body, nomem_body);
     }
+}
+
+
+void bms__reply_header(struct bms__reply *reply, const char *name,
+                       const char *value)
+{
+    struct bms__header *h;
+
+    if (reply->n_headers == BMS__REPLY_MAX_HEADERS) {
+        bms_log(BMS_LOG_WARN, "http", "msg=\"header dropped\" name=%s",
+                name);
+        return;
+    }
+    h = &reply->headers[reply->n_headers++];
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    snprintf(h->value, sizeof(h->value), "%s", value);
 }
 
 
@@ -719,6 +736,36 @@ void bms__handle_with(const struct bms__context *ctx,
         return;
     case BMS__ROUTE_ALERTS:
         handle_alerts(ctx, reply);
+        return;
+    case BMS__ROUTE_OPENAPI:
+        bms__handle_openapi(ctx, reply);
+        return;
+    case BMS__ROUTE_DOCS:
+        bms__handle_docs(ctx, reply);
+        return;
+    case BMS__ROUTE_KEYS:
+    case BMS__ROUTE_KEY:
+        bms__handle_keys(ctx, route, method, body, body_len, reply);
+        return;
+    case BMS__ROUTE_REQUESTS:
+        bms__handle_requests(ctx, reply);
+        return;
+    case BMS__ROUTE_AUDIT:
+        bms__handle_audit(ctx, reply);
+        return;
+    case BMS__ROUTE_MODEL_CONFIG:
+        bms__handle_model_config(ctx, route, method, body, body_len, reply);
+        return;
+    case BMS__ROUTE_REPO_INDEX:
+        bms__handle_repo_index(ctx, reply);
+        return;
+    case BMS__ROUTE_REPO_LOAD:
+    case BMS__ROUTE_REPO_UNLOAD:
+        bms__handle_repo_load(ctx, route, route->kind == BMS__ROUTE_REPO_LOAD,
+                              body, body_len, reply);
+        return;
+    case BMS__ROUTE_PACKAGE:
+        bms__handle_package(ctx, route, method, body, body_len, reply);
         return;
     }
     bms__reply_error(reply, 404, "not found");

@@ -12,6 +12,13 @@
  *     /v2/models/{name}[/versions/{v}]/stop
  *     /v2/models/{name}[/versions/{v}]/resume
  *     /api/alerts
+ *     /api/keys, /api/keys/{id}
+ *     /api/requests, /api/audit
+ *     /api/models/{name}/config
+ *     /v2/repository/index
+ *     /v2/repository/models/{name}[/versions/{v}]/load, .../unload
+ *     /v2/repository/models/{name}/package
+ *     /openapi.json, /docs
  *
  * Parsing is strict: no empty segment, no trailing slash, only the
  * characters a model folder may be named with.
@@ -176,6 +183,86 @@ static enum bms_status parse_model_tail(const struct segment *segs, int n,
 }
 
 
+/* A key id: 1 to BMS__KEY_ID_MAX characters of [A-Za-z0-9_-]. */
+static enum bms_status parse_key_id(const struct segment *seg, char *out,
+                                    struct bms_diag *diag)
+{
+    int ok = seg->len > 0 && seg->len <= BMS__KEY_ID_MAX;
+
+    for (size_t i = 0; i < seg->len && ok; i++) {
+        ok = name_char_ok(seg->s[i]) && seg->s[i] != '.';
+    }
+    if (!ok) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "key id: expected 1 to %d characters of "
+                            "A-Z a-z 0-9 _ -", BMS__KEY_ID_MAX);
+    }
+    memcpy(out, seg->s, seg->len);
+    out[seg->len] = '\0';
+    return BMS_OK;
+}
+
+
+/* /api/...: segs[0] is "api". */
+static enum bms_status parse_api(const struct segment *segs, int n,
+                                 struct bms__route *route,
+                                 struct bms_diag *diag)
+{
+    if (n == 2 && seg_is(&segs[1], "alerts")) {
+        route->kind = BMS__ROUTE_ALERTS;
+    } else if (n == 2 && seg_is(&segs[1], "keys")) {
+        route->kind = BMS__ROUTE_KEYS;
+    } else if (n == 3 && seg_is(&segs[1], "keys")) {
+        route->kind = BMS__ROUTE_KEY;
+        return parse_key_id(&segs[2], route->key_id, diag);
+    } else if (n == 2 && seg_is(&segs[1], "requests")) {
+        route->kind = BMS__ROUTE_REQUESTS;
+    } else if (n == 2 && seg_is(&segs[1], "audit")) {
+        route->kind = BMS__ROUTE_AUDIT;
+    } else if (n == 4 && seg_is(&segs[1], "models") &&
+               seg_is(&segs[3], "config")) {
+        route->kind = BMS__ROUTE_MODEL_CONFIG;
+        return parse_name(&segs[2], route->model, diag);
+    } else {
+        return BMS_ERR_NOT_FOUND;
+    }
+    return BMS_OK;
+}
+
+
+/* /v2/repository/...: segs[0..1] are "v2", "repository". */
+static enum bms_status parse_repository(const struct segment *segs, int n,
+                                        struct bms__route *route,
+                                        struct bms_diag *diag)
+{
+    int versioned = n == 7 && seg_is(&segs[4], "versions");
+    int last = n - 1;
+    enum bms_status rc;
+
+    if (n == 3 && seg_is(&segs[2], "index")) {
+        route->kind = BMS__ROUTE_REPO_INDEX;
+        return BMS_OK;
+    }
+    if (n < 5 || !seg_is(&segs[2], "models") || (n != 5 && !versioned)) {
+        return BMS_ERR_NOT_FOUND;
+    }
+    if (seg_is(&segs[last], "load")) {
+        route->kind = BMS__ROUTE_REPO_LOAD;
+    } else if (seg_is(&segs[last], "unload")) {
+        route->kind = BMS__ROUTE_REPO_UNLOAD;
+    } else if (!versioned && seg_is(&segs[last], "package")) {
+        route->kind = BMS__ROUTE_PACKAGE;
+    } else {
+        return BMS_ERR_NOT_FOUND;
+    }
+    rc = parse_name(&segs[3], route->model, diag);
+    if (rc == BMS_OK && versioned) {
+        rc = parse_version(&segs[5], &route->version, diag);
+    }
+    return rc;
+}
+
+
 enum bms_status bms__route_parse(const char *path, struct bms__route *out,
                                  struct bms_diag *diag)
 {
@@ -185,8 +272,20 @@ enum bms_status bms__route_parse(const char *path, struct bms__route *out,
     int n = split_path(path, segs, MAX_SEGMENTS);
 
     memset(&route, 0, sizeof(route));
-    if (n == 2 && seg_is(&segs[0], "api") && seg_is(&segs[1], "alerts")) {
-        route.kind = BMS__ROUTE_ALERTS;
+    if (n >= 2 && seg_is(&segs[0], "api")) {
+        rc = parse_api(segs, n, &route, diag);
+        if (rc == BMS_OK) {
+            *out = route;
+        }
+        return rc;
+    }
+    if (n == 1 && seg_is(&segs[0], "openapi.json")) {
+        route.kind = BMS__ROUTE_OPENAPI;
+        *out = route;
+        return BMS_OK;
+    }
+    if (n == 1 && seg_is(&segs[0], "docs")) {
+        route.kind = BMS__ROUTE_DOCS;
         *out = route;
         return BMS_OK;
     }
@@ -202,6 +301,11 @@ enum bms_status bms__route_parse(const char *path, struct bms__route *out,
             route.kind = BMS__ROUTE_READY;
         } else {
             return BMS_ERR_NOT_FOUND;
+        }
+    } else if (n >= 3 && seg_is(&segs[1], "repository")) {
+        rc = parse_repository(segs, n, &route, diag);
+        if (rc != BMS_OK) {
+            return rc;
         }
     } else if (n >= 3 && seg_is(&segs[1], "models")) {
         /* Decide the path is known before judging the name in it. */
@@ -223,31 +327,54 @@ enum bms_status bms__route_parse(const char *path, struct bms__route *out,
 
 const char *bms__route_method(enum bms__route_kind kind)
 {
-    if (kind == BMS__ROUTE_ROUTING) {
+    switch (kind) {
+    case BMS__ROUTE_ROUTING:
+    case BMS__ROUTE_MODEL_CONFIG:
+    case BMS__ROUTE_PACKAGE:
         return "GET, PUT";
-    }
-    if (kind == BMS__ROUTE_MODEL_STOP || kind == BMS__ROUTE_MODEL_RESUME) {
+    case BMS__ROUTE_KEYS:
+    case BMS__ROUTE_REPO_INDEX:
+        return "GET, POST";
+    case BMS__ROUTE_KEY:
+        return "GET, PUT, DELETE";
+    case BMS__ROUTE_INFER:
+    case BMS__ROUTE_MODEL_STOP:
+    case BMS__ROUTE_MODEL_RESUME:
+    case BMS__ROUTE_REPO_LOAD:
+    case BMS__ROUTE_REPO_UNLOAD:
         return "POST";
+    default:
+        return "GET";
     }
-    return kind == BMS__ROUTE_INFER ? "POST" : "GET";
 }
 
 
 int bms__route_allows(enum bms__route_kind kind, const char *method)
 {
-    if (kind == BMS__ROUTE_ROUTING) {
-        return strcmp(method, "GET") == 0 || strcmp(method, "PUT") == 0;
+    const char *list = bms__route_method(kind);
+    size_t n = strlen(method);
+
+    /* list is ", "-separated; method must equal one entry. */
+    for (const char *p = list; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+
+        if (len == n && n > 0 && memcmp(p, method, n) == 0) {
+            return 1;
+        }
+        if (end == NULL) {
+            break;
+        }
+        p = end + 2;
     }
-    return strcmp(method, bms__route_method(kind)) == 0;
+    return 0;
 }
 
 
 int bms__route_takes_body(enum bms__route_kind kind, const char *method)
 {
-    if (kind == BMS__ROUTE_ROUTING) {
-        return strcmp(method, "PUT") == 0;
-    }
-    return kind == BMS__ROUTE_INFER && strcmp(method, "POST") == 0;
+    return bms__route_allows(kind, method) && strcmp(method, "GET") != 0 &&
+           strcmp(method, "DELETE") != 0;
 }
 
 

@@ -30,13 +30,30 @@ enum bms__route_kind {
     BMS__ROUTE_ROUTING,        /* GET, PUT /v2/models/{name}/routing */
     BMS__ROUTE_MODEL_STOP,     /* POST .../stop (admin) */
     BMS__ROUTE_MODEL_RESUME,   /* POST .../resume (admin) */
-    BMS__ROUTE_ALERTS          /* GET /api/alerts */
+    BMS__ROUTE_ALERTS,         /* GET /api/alerts */
+    BMS__ROUTE_OPENAPI,        /* GET /openapi.json */
+    BMS__ROUTE_DOCS,           /* GET /docs: the API, readable */
+    BMS__ROUTE_KEYS,           /* GET, POST /api/keys */
+    BMS__ROUTE_KEY,            /* GET, PUT, DELETE /api/keys/{id} */
+    BMS__ROUTE_REQUESTS,       /* GET /api/requests */
+    BMS__ROUTE_AUDIT,          /* GET /api/audit */
+    BMS__ROUTE_MODEL_CONFIG,   /* GET, PUT /api/models/{name}/config */
+    BMS__ROUTE_REPO_INDEX,     /* GET, POST /v2/repository/index */
+    BMS__ROUTE_REPO_LOAD,      /* POST /v2/repository/models/{name}
+                                * [/versions/{v}]/load */
+    BMS__ROUTE_REPO_UNLOAD,    /* POST .../unload */
+    BMS__ROUTE_PACKAGE         /* GET, PUT /v2/repository/models/{name}/
+                                * package: download, upload */
 };
+
+/* Longest key id a path may carry (/api/keys/{id}). */
+#define BMS__KEY_ID_MAX 63
 
 struct bms__route {
     enum bms__route_kind kind;
     char model[BMS__MODEL_NAME_MAX + 1];  /* "" for the server routes */
     int64_t version;                      /* 0 when the path gives none */
+    char key_id[BMS__KEY_ID_MAX + 1];     /* /api/keys/{id}; else "" */
 };
 
 /*
@@ -50,13 +67,13 @@ struct bms__route {
 enum bms_status bms__route_parse(const char *path, struct bms__route *out,
                                  struct bms_diag *diag);
 
-/* The method a route answers, "GET" or "POST", as an Allow header
- * gives it ("GET, PUT" for the routing route). */
+/* The methods a route answers, as an Allow header gives them: "GET",
+ * "POST", "GET, PUT", ... */
 const char *bms__route_method(enum bms__route_kind kind);
 
 /* Whether method on a route of this kind answers at all, and whether the
- * request carries a body to read first (POST .../infer, PUT .../routing).
- * Thread-safe. */
+ * request carries a body to read first (every allowed method but GET and
+ * DELETE).  Thread-safe. */
 int bms__route_allows(enum bms__route_kind kind, const char *method);
 int bms__route_takes_body(enum bms__route_kind kind, const char *method);
 
@@ -78,18 +95,45 @@ void bms__request_id(char *out, size_t size);
  */
 void bms__logfmt_escape(char *out, size_t size, const char *s);
 
+/* Most extra headers one reply carries, and their sizes. */
+#define BMS__REPLY_MAX_HEADERS 8
+#define BMS__HEADER_NAME_MAX 40
+#define BMS__HEADER_VALUE_MAX 160
+
+struct bms__header {
+    char name[BMS__HEADER_NAME_MAX];
+    char value[BMS__HEADER_VALUE_MAX];
+};
+
 /* What a handler answers. */
 struct bms__reply {
     int http_status;
-    struct bms_buf body;       /* JSON; the caller frees it */
+    struct bms_buf body;       /* JSON unless content_type says; the
+                                * caller frees it */
+    const char *content_type;  /* static string; NULL: application/json */
     const char *allow;         /* the Allow header of a 405, else NULL */
     int64_t version;           /* the version that answered, 0 if none */
     int retry_after_s;         /* a Retry-After header when > 0 */
+    int n_headers;             /* extra headers, added in order */
+    struct bms__header headers[BMS__REPLY_MAX_HEADERS];
     char error[256];           /* the error message, "" on success */
 };
 
+/* Add a header to reply (names and values are cut to fit; past
+ * BMS__REPLY_MAX_HEADERS the header is dropped and logged). */
+void bms__reply_header(struct bms__reply *reply, const char *name,
+                       const char *value);
+
 /* What a handler may use besides the route and body. */
 struct bms__routing;
+struct bms__auth;          /* server/auth.h */
+struct bms__principal;     /* server/auth.h */
+struct bms__cache;         /* server/cache.h */
+struct bms_manager;        /* bms/manager.h */
+
+/* A query string argument of the request ("model" in ?model=x), or
+ * NULL when absent. */
+typedef const char *(*bms__query_fn)(void *ud, const char *name);
 
 struct bms__context {
     struct bms_repo *repo;
@@ -99,6 +143,12 @@ struct bms__context {
     const char *timeout_header;    /* the Timeout-Ms header, or NULL */
     int64_t start_us;          /* arrival (bms_now_us); deadlines count
                                 * from it */
+    struct bms__auth *auth;    /* NULL: no gateway (tests, offline) */
+    const struct bms__principal *who;  /* the caller; NULL: anonymous */
+    struct bms__cache *cache;  /* NULL: no response cache */
+    struct bms_manager *manager;   /* NULL: the repository is fixed */
+    bms__query_fn query;       /* NULL: no query string */
+    void *query_ud;
 };
 
 /*

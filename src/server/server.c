@@ -158,8 +158,13 @@ static enum MHD_Result queue_reply(struct request *req,
     reply->body.data = NULL;
     bms_buf_fini(&reply->body);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            "application/json");
+                            reply->content_type != NULL
+                                ? reply->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", req->id);
+    for (int i = 0; i < reply->n_headers; i++) {
+        MHD_add_response_header(resp, reply->headers[i].name,
+                                reply->headers[i].value);
+    }
     if (reply->allow != NULL) {
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, reply->allow);
     }
@@ -212,6 +217,13 @@ static enum MHD_Result queue_too_large(struct request *req,
 }
 
 
+/* A query string argument, for handlers (ud is the connection). */
+static const char *query_arg(void *ud, const char *name)
+{
+    return MHD_lookup_connection_value(ud, MHD_GET_ARGUMENT_KIND, name);
+}
+
+
 /* Answer a request whose body (if any) has been received whole. */
 static enum MHD_Result answer(struct request *req,
                               struct MHD_Connection *conn,
@@ -240,6 +252,8 @@ static enum MHD_Result answer(struct request *req,
     ctx.timeout_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      "Timeout-Ms");
     ctx.start_us = req->start_us;
+    ctx.query = query_arg;
+    ctx.query_ud = conn;
     bms__handle_with(&ctx, &req->route, method,
                      req->body.data != NULL ? req->body.data : "",
                      req->body.len, &reply);

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "bms/store.h"
+#include "store/internal.h"
 
 #define SCHEMA_VERSION 1
 #define BUSY_TIMEOUT_MS 5000
@@ -51,31 +52,6 @@ static const char select_sql[] =
     "SELECT id, ts_us, model, version, http_status, outcome, error,"
     " latency_us, bytes_in, bytes_out, client"
     " FROM requests ORDER BY seq DESC LIMIT ?";
-
-/* A growable array of records. */
-struct record_list {
-    struct bms_request_record *recs;
-    size_t n;
-    size_t cap;
-};
-
-struct bms_store {
-    sqlite3 *db;
-    sqlite3_stmt *insert;
-    pthread_mutex_t db_lock;         /* one user of db at a time */
-
-    pthread_mutex_t lock;            /* guards everything below */
-    pthread_cond_t wake;             /* the writer: records or a stop */
-    pthread_cond_t done;             /* flushers: n_done moved */
-    struct record_list queue;
-    uint64_t n_queued;               /* records ever queued */
-    uint64_t n_done;                 /* records written or dropped */
-    uint64_t n_dropped;
-    int n_flushing;                  /* flushers waiting: write now */
-    int stopping;
-    pthread_t writer;
-};
-
 
 /* Make room for one more record; 0 on success. */
 static int list_grow(struct record_list *list)
@@ -358,6 +334,12 @@ enum bms_status bms_store_open_sqlite(const char *path,
         goto out;
     }
     rc = db_prepare(store->db, path, diag);
+    if (rc == BMS_OK) {
+        rc = bms__store_keys_schema(store, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = bms__store_audit_schema(store, diag);
+    }
     if (rc != BMS_OK) {
         goto out;
     }

@@ -28,6 +28,13 @@ WEAK int bms_test_sched(int *n_tests);
 WEAK int bms_test_control(int *n_tests);
 WEAK int bms_test_routing(int *n_tests);
 WEAK int bms_test_qos(int *n_tests);
+WEAK int bms_test_auth(int *n_tests);
+WEAK int bms_test_cache(int *n_tests);
+WEAK int bms_test_gzip(int *n_tests);
+WEAK int bms_test_package(int *n_tests);
+WEAK int bms_test_manager(int *n_tests);
+WEAK int bms_test_audit(int *n_tests);
+WEAK int bms_test_gateway(int *n_tests);
 
 int main(void)
 {
@@ -43,6 +50,8 @@ int main(void)
         bms_test_control,
         bms_test_routing,
         bms_test_qos,
+        bms_test_auth, bms_test_cache, bms_test_gzip, bms_test_package,
+        bms_test_manager, bms_test_audit, bms_test_gateway,
     };
     int n_passed = 0;
     int n_failed = 0;

@@ -1,0 +1,13 @@
+/*
+ * Model settings, the audit trail and request queries.
+ */
+#include "store/internal.h"
+
+
+enum bms_status bms__store_audit_schema(struct bms_store *store,
+                                             struct bms_diag *diag)
+{
+    (void)store;
+    (void)diag;
+    return BMS_OK;
+}

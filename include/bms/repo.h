@@ -183,6 +183,10 @@ int64_t bms_served_version(const struct bms_served *served);
 const struct bms_manifest *bms_served_manifest(const struct bms_served *s);
 const struct bms_model *bms_served_model(const struct bms_served *served);
 
+/* A number no other load of any model in this process shares (a reload
+ * of the same version gets a new one): keys caches of its answers. */
+uint64_t bms_served_serial(const struct bms_served *served);
+
 /* The model.onnx file the version was loaded from (for worker processes);
  * lives as long as served. */
 const char *bms_served_path(const struct bms_served *served);

@@ -87,4 +87,21 @@ enum bms_status bms_store_list_alerts(struct bms_store *store, int limit,
 
 /* ---- model settings, audit trail, request queries (audit.c) ---- */
 
+/* One change made through the API: who, what, to what, when. */
+struct bms_audit_record {
+    int64_t id;                     /* the store's, rising; 0 to insert */
+    int64_t ts_us;                  /* us since the Unix epoch */
+    char key_id[64];                /* "" when auth was off */
+    char actor[64];                 /* the key's name, or "anonymous" */
+    char action[32];                /* "key.create", "model.load", ... */
+    char target[160];               /* a model name, key id, ... */
+    char detail[1024];              /* JSON or text, cut to fit */
+};
+
+/* Insert an audit record (its id is ignored).  Synchronous;
+ * thread-safe. */
+enum bms_status bms_store_put_audit(struct bms_store *store,
+                                    const struct bms_audit_record *rec,
+                                    struct bms_diag *diag);
+
 #endif

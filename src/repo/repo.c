@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,10 @@ struct bms_served {
     struct bms_session **free_list;  /* room for every session made */
     int n_free;
     int n_sessions;                  /* made and not yet destroyed */
+    uint64_t serial;                 /* unique to this load */
 };
+
+static atomic_uint_fast64_t served_serials;
 
 /* An entry with the strings it owns. */
 struct repo_item {
@@ -186,9 +190,16 @@ static enum bms_status served_create(const char *name, int64_t version,
     s->version = version;
     s->model = model;
     s->manifest = manifest;
+    s->serial = atomic_fetch_add(&served_serials, 1) + 1;
     pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return BMS_OK;
+}
+
+
+uint64_t bms_served_serial(const struct bms_served *served)
+{
+    return served->serial;
 }
 
 

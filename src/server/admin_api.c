@@ -32,3 +32,13 @@ void bms__handle_model_config(const struct bms__context *ctx,
     (void)body_len;
     bms__reply_error(reply, 501, "not implemented yet");
 }
+
+
+void bms__audit(const struct bms__context *ctx, const char *action,
+                const char *target, const char *detail)
+{
+    (void)ctx;
+    (void)action;
+    (void)target;
+    (void)detail;
+}

@@ -127,7 +127,19 @@ void bms__reply_header(struct bms__reply *reply, const char *name,
 /* What a handler may use besides the route and body. */
 struct bms__routing;
 struct bms__auth;          /* server/auth.h */
-struct bms__principal;     /* server/auth.h */
+
+/* Who calls: the API key a request came with. */
+enum bms__role {
+    BMS__ROLE_NONE = 0,        /* no key: open routes only */
+    BMS__ROLE_USER = 1,        /* inference and metadata */
+    BMS__ROLE_ADMIN = 2        /* everything */
+};
+
+struct bms__principal {
+    char key_id[64];           /* "" when no key (auth off or open) */
+    char name[64];             /* the key's name, "" without one */
+    enum bms__role role;
+};
 struct bms__cache;         /* server/cache.h */
 struct bms_manager;        /* bms/manager.h */
 
@@ -187,5 +199,15 @@ void bms__reply_error(struct bms__reply *reply, int http_status,
  * write is logged.  Thread-safe.
  */
 void bms__alert_to_store(void *ud, const struct bms_sched_alert *alert);
+
+/*
+ * Record a change made over the API in the store's audit trail: who
+ * (ctx->who), action ("key.create", "model.load", "config.put", ...),
+ * target (a model or key id) and detail (JSON or text, cut to fit).  A
+ * failed write is logged, never answered.  No-op without a store.
+ * Thread-safe.  (admin_api.c)
+ */
+void bms__audit(const struct bms__context *ctx, const char *action,
+                const char *target, const char *detail);
 
 #endif

@@ -5,7 +5,7 @@
 
 
 enum bms_status bms__store_keys_schema(struct bms_store *store,
-                                            struct bms_diag *diag)
+                                       struct bms_diag *diag)
 {
     (void)store;
     (void)diag;

@@ -57,6 +57,18 @@ $(BUILD)/obj/gen/onnx.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out $(WARN),$(CFLAGS)) -w -c $< -o $@
 
+# docs/openapi.json and web/docs.html as byte arrays in a generated header
+# that src/server/docs.c includes, so the binary serves the API document
+# and its page without reading files (nothing generated is committed).
+EMBED_H := $(BUILD)/gen/docs_embed.h
+$(EMBED_H): docs/openapi.json web/docs.html
+	@mkdir -p $(BUILD)/gen
+	{ for f in $^; do n=$$(echo $$f | tr -c 'a-z0-9\n' _); \
+	  echo "static const unsigned char embed_$$n[] = {"; \
+	  od -An -v -tx1 $$f | sed 's/ *\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo "};"; done; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/src/server/docs.o $(BUILD)/fuzz/obj/src/server/docs.o: $(EMBED_H)
+
 $(BUILD)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@

@@ -77,7 +77,16 @@ enum bms_status bms_session_run(struct bms_session *session,
                                 struct bms_tensor *outputs,
                                 struct bms_diag *diag);
 
-/* Threads the kernels may use (0: one per core).  Call before loading. */
+/* Threads the kernels of the models loaded and sessions made from now on
+ * by the calling thread may use (0: one per core).  Per thread. */
 void bms_engine_set_threads(int n_threads);
+
+/*
+ * The most memory each session made from now on by the calling thread
+ * may hold for tensors (bytes; 0: half of the physical memory).  A run
+ * that would pass it fails with BMS_ERR_LIMIT naming the node, instead of
+ * taking the machine's memory.  Kernel scratch space is not counted.
+ */
+void bms_engine_set_memory_limit(size_t bytes);
 
 #endif

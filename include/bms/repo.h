@@ -86,6 +86,11 @@ struct bms_sched_config {
     int64_t isolation_memory_mb;     /* a worker's address space; 0: none */
     struct bms_health_config health;     /* "health", beside "scheduling" */
     struct bms_qos_config qos;           /* "qos", beside "scheduling" */
+    int min_instances;           /* autoscaling: the fewest instances */
+    int max_instances;           /* and the most; both = instances when
+                                  * not asked (no autoscaling) */
+    int64_t scale_down_after_s;  /* quiet period before one instance
+                                  * goes; default 30 */
 };
 
 /* Fill config with the defaults above. */
@@ -108,6 +113,37 @@ struct bms_routing_weights {
     int weights[BMS_ROUTING_MAX_VERSIONS];       /* 0..WEIGHT_MAX */
 };
 
+/*
+ * The response cache of one model: the "cache" object of config.json,
+ * {"enabled": true, "max_bytes": 8388608, "ttl_s": 60}.  With enabled,
+ * the server keeps successful infer answers of the model, each for ttl_s
+ * seconds, at most max_bytes of them (requests and answers together);
+ * the server-wide bound applies on top.
+ */
+struct bms_cache_config {
+    int enabled;                 /* default 0: answers are not kept */
+    int64_t max_bytes;           /* default 8 MiB */
+    int64_t ttl_s;               /* default 60 */
+};
+
+/* Most versions a "specific" version policy may list. */
+#define BMS_POLICY_MAX_VERSIONS 64
+
+enum bms_policy_kind {
+    BMS_POLICY_ALL = 0,          /* {"all": true}: every version folder */
+    BMS_POLICY_LATEST = 1,       /* {"latest": N}: the N highest */
+    BMS_POLICY_SPECIFIC = 2      /* {"specific": [1, 3]}: those listed */
+};
+
+/* Which version folders of a model are loaded: the "version_policy"
+ * object of config.json. */
+struct bms_version_policy {
+    int kind;                    /* enum bms_policy_kind; ALL */
+    int latest;                  /* LATEST: 1.. */
+    int n_specific;              /* SPECIFIC: versions listed */
+    int64_t specific[BMS_POLICY_MAX_VERSIONS];
+};
+
 struct bms_manifest {
     char *name;
     char *version;               /* the manifest's own label, e.g. "1.0" */
@@ -122,7 +158,17 @@ struct bms_manifest {
     char *json;                  /* the document as read (or as made) */
     struct bms_sched_config sched;   /* "scheduling", defaults filled in */
     struct bms_routing_weights routing;  /* "routing"; none by default */
+    struct bms_cache_config cache;   /* "cache"; off by default */
+    struct bms_version_policy policy;    /* "version_policy"; all */
 };
+
+/*
+ * Whether the manifest's version policy selects versions[i] of the n
+ * version folders a model has (ascending).  A NULL manifest selects
+ * every version.  Thread-safe.
+ */
+int bms_version_policy_selects(const struct bms_manifest *m,
+                               const int64_t *versions, int n, int i);
 
 /*
  * Parse config.json.  Unknown fields are ignored; a known field of the wrong
@@ -233,8 +279,34 @@ enum bms_status bms_repo_open(const char *dir, struct bms_repo **out,
 enum bms_status bms_repo_open_model(const char *path, struct bms_repo **out,
                                     struct bms_diag *diag);
 
+/*
+ * Open a repository of only one model of the repository folder dir: the
+ * folder dir/name with the versions its version policy selects, or only
+ * version (> 0).  config_json, when not NULL, stands for the folder's
+ * config.json.  Versions that fail are entries in state FAILED, as in
+ * bms_repo_open.  Fails with BMS_ERR_NOT_FOUND when there is no such
+ * model folder (or no such version folder), BMS_ERR_INVALID for a bad
+ * name, BMS_ERR_NOMEM.
+ */
+enum bms_status bms_repo_open_one(const char *dir, const char *name,
+                                  const char *config_json, int64_t version,
+                                  struct bms_repo **out,
+                                  struct bms_diag *diag);
+
+/* bms_repo_open_one for the listed versions (those with a folder; the
+ * policy is not consulted), or, with versions NULL, what the policy
+ * selects. */
+enum bms_status bms_repo_open_versions(const char *dir, const char *name,
+                                       const char *config_json,
+                                       const int64_t *versions,
+                                       int n_versions,
+                                       struct bms_repo **out,
+                                       struct bms_diag *diag);
+
 void bms_repo_close(struct bms_repo *repo);
 
+/* The lookups below accept a NULL repository (no model loaded): it has
+ * no entries. */
 int bms_repo_n_entries(const struct bms_repo *repo);
 const struct bms_repo_entry *bms_repo_entry(const struct bms_repo *repo,
                                             int i);
@@ -248,5 +320,19 @@ struct bms_served *bms_repo_find(struct bms_repo *repo, const char *name,
 
 /* Whether any entry (ready or failed) carries this model name. */
 int bms_repo_has_model(const struct bms_repo *repo, const char *name);
+
+/*
+ * Lay the JSON object patch over the JSON object base (settings.c), as a
+ * JSON merge patch does: an object member merges into the base's member
+ * of that name, null removes the member, any other value replaces it.
+ * The top-level member named drop (NULL: none) is left out.  The result
+ * replaces the contents of out.  BMS_ERR_INVALID with "config.json: ..."
+ * or "body: ..." when base or patch is not a JSON object (or nests
+ * deeper than 32 levels), BMS_ERR_NOMEM.  Thread-safe.
+ */
+enum bms_status bms_settings_merge(const char *base, size_t base_len,
+                                   const char *patch, size_t patch_len,
+                                   const char *drop, struct bms_buf *out,
+                                   struct bms_diag *diag);
 
 #endif

@@ -68,6 +68,10 @@ struct bms_sched_stats {
     int healthy_instances;       /* in rotation: passed their canary */
     int serving;                 /* 0: stopped or no healthy instance */
     char reason[BMS_SCHED_REASON_SIZE];  /* why not serving; "" */
+    int min_instances;           /* autoscaling bounds (equal: none) */
+    int max_instances;
+    int64_t scale_ups;           /* instances started by the autoscaler */
+    int64_t scale_downs;         /* and retired after a quiet period */
 };
 
 /*

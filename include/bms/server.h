@@ -37,6 +37,8 @@ struct bms_server_config {
     int64_t max_elements;    /* tensor elements in one request; 0: a
                               * default */
     int64_t max_request_ms;  /* longest a request may take; 0: none */
+    size_t cache_size;       /* bytes of the response cache over every
+                              * model; 0: a default (64 MiB) */
 };
 
 struct bms_server;

@@ -38,6 +38,17 @@ enum bms_status bms_v2_call_parse(struct bms_served *served,
                                   struct bms_v2_call **out,
                                   struct bms_diag *diag);
 
+/*
+ * bms_v2_call_parse with another element limit: max_elements (> 0) is
+ * the most elements one input tensor may hold; past it BMS_ERR_LIMIT,
+ * decided from "shape" before any data is kept.  0: the default (64 Mi).
+ */
+enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
+                                          const char *body, size_t len,
+                                          int64_t max_elements,
+                                          struct bms_v2_call **out,
+                                          struct bms_diag *diag);
+
 /* The call's input tensors, one per graph input in graph order; they
  * live as long as the call. */
 const struct bms_tensor *bms_v2_call_inputs(const struct bms_v2_call *call);

@@ -18,6 +18,7 @@ int bms__cli_predict(int argc, char **argv);
 int bms__cli_requests(int argc, char **argv);
 int bms__cli_bench(int argc, char **argv);
 int bms__cli_worker(int argc, char **argv);    /* hidden */
+int bms__cli_keys(int argc, char **argv);      /* API keys */
 
 /* Print the usage text to f. */
 void bms__cli_usage(FILE *f);

@@ -20,6 +20,7 @@ static const char usage_text[] =
     "  serve      serve a model repository over HTTP (KServe v2)\n"
     "  predict    run one v2 infer request on a model, without a server\n"
     "  requests   print the latest request records\n"
+    "  keys       make, list, revoke and limit API keys\n"
     "  bench      time the engine alone on one ONNX model\n"
     "  version    print the version\n"
     "  help       print this text\n"
@@ -27,9 +28,16 @@ static const char usage_text[] =
     "  bms serve [--model-repository DIR] [--http-port N]\n"
     "            [--http-address A] [--data-dir DIR] [--threads N]\n"
     "            [--log-level debug|info|warn|error]\n"
-    "            [--max-body-size BYTES]\n"
+    "            [--max-body-size BYTES] [--cache-mb N]\n"
+    "            [--tls-cert FILE --tls-key FILE] [--max-header-bytes N]\n"
+    "            [--max-elements N] [--max-request-ms MS]\n"
+    "            [--poll-s N] [--no-auth]\n"
     "  bms predict MODEL_DIR_OR_ONNX --input FILE [--output FILE]\n"
     "  bms requests [--data-dir DIR] [--limit N] [--json]\n"
+    "  bms keys create --name N --role admin|user [--models a,b]\n"
+    "            [--rps R [--burst B]] [--data-dir DIR]\n"
+    "  bms keys list [--json] | revoke ID | limit ID --rps R [--burst B]\n"
+    "  bms keys model-limit MODEL --rps R [--burst B]\n"
     "  bms bench MODEL.onnx [--batch N] [--threads T] [--iterations K]\n"
     "            [--warmup W] [--seed S] [--inputs FILE]\n"
     "            [--write-inputs FILE] [--dump-outputs FILE] [--json]\n"
@@ -127,6 +135,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "requests") == 0) {
         return bms__cli_requests(argc - 1, argv + 1);
+    }
+    if (strcmp(cmd, "keys") == 0) {
+        return bms__cli_keys(argc - 1, argv + 1);
     }
     if (strcmp(cmd, "bench") == 0) {
         return bms__cli_bench(argc - 1, argv + 1);

@@ -1,19 +1,26 @@
 /*
  * `bms predict`: run one v2 infer request on a model offline, through the
  * same bms_v2_infer the server uses, so a model answers alike both ways.
- * No server, no store.  Library log lines are dropped: on failure the one
- * line on stderr is `bms: <message>`.
+ * The model is a folder, an .onnx file or a model package (.tar.gz, .tgz,
+ * .tar, .zip), which is unpacked into a temporary folder, checked as an
+ * upload is, and removed afterwards.  No server, no store.  Library log
+ * lines are dropped: on failure the one line on stderr is
+ * `bms: <message>`.
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bms/repo.h"
 #include "bms/v2.h"
 #include "cli/cli.h"
+#include "server/package.h"
 
 #define MAX_INPUT_SIZE ((size_t)1 << 30)   /* bytes */
+#define MAX_PACKAGE_UNPACKED ((int64_t)4 << 30)  /* bytes */
 
 static const struct option long_opts[] = {
     { "input", required_argument, NULL, 'i' },
@@ -125,6 +132,51 @@ static struct bms_served *pick_served(const struct bms_repo *repo,
 }
 
 
+/*
+ * Unpack the package file at path into a new temporary folder, written
+ * into tmp; model_dir gets the model folder inside it.  On failure tmp
+ * is "" and nothing is left behind.
+ */
+static int unpack_package(const char *path, char *tmp, size_t tmp_size,
+                          char *model_dir, size_t dir_size)
+{
+    struct bms__package_limits limits = { 0, MAX_PACKAGE_UNPACKED, 0 };
+    struct bms__package_info info;
+    struct bms_buf data = { 0 };
+    struct bms_diag diag = {""};
+    const char *base = getenv("TMPDIR");
+    char msg[BMS_DIAG_SIZE + 64];
+    int status = BMS__EXIT_FAIL;
+
+    tmp[0] = '\0';
+    if (read_input(path, &data) != 0) {
+        return status;
+    }
+    snprintf(tmp, tmp_size, "%s/bms-predict-XXXXXX",
+             base != NULL && base[0] != '\0' ? base : "/tmp");
+    if (mkdtemp(tmp) == NULL) {
+        snprintf(msg, sizeof(msg), "temporary folder: %s", strerror(errno));
+        tmp[0] = '\0';
+        bms_buf_fini(&data);
+        return fail(msg);
+    }
+    if (bms__package_unpack(data.data != NULL ? data.data : "", data.len,
+                            NULL, tmp, &limits, &info, &diag) != BMS_OK) {
+        snprintf(msg, sizeof(msg), "%s: %s", path, diag.msg);
+        fail(msg);
+    } else if (snprintf(model_dir, dir_size, "%s/%s", tmp, info.name)
+               < (int)dir_size) {
+        status = BMS__EXIT_OK;
+    }
+    bms_buf_fini(&data);
+    if (status != BMS__EXIT_OK) {
+        bms__package_remove_tree(tmp);
+        tmp[0] = '\0';
+    }
+    return status;
+}
+
+
 static int predict(const char *model_path, const char *input,
                    const char *output)
 {
@@ -133,11 +185,21 @@ static int predict(const char *model_path, const char *input,
     struct bms_repo *repo = NULL;
     struct bms_served *served;
     struct bms_diag diag;
+    char tmp[PATH_MAX];
+    char model_dir[PATH_MAX];
     int status = BMS__EXIT_FAIL;
 
     diag.msg[0] = '\0';
+    tmp[0] = '\0';
     if (read_input(input, &body) != 0) {
         goto out;
+    }
+    if (bms__package_is_file(model_path)) {
+        if (unpack_package(model_path, tmp, sizeof(tmp), model_dir,
+                           sizeof(model_dir)) != BMS__EXIT_OK) {
+            goto out;
+        }
+        model_path = model_dir;
     }
     if (bms_repo_open_model(model_path, &repo, &diag) != BMS_OK) {
         fail(diag.msg);
@@ -160,6 +222,9 @@ static int predict(const char *model_path, const char *input,
 out:
     if (repo != NULL) {
         bms_repo_close(repo);
+    }
+    if (tmp[0] != '\0' && bms__package_remove_tree(tmp) != BMS_OK) {
+        fprintf(stderr, "bms: warning: %s: not removed\n", tmp);
     }
     bms_buf_fini(&out);
     bms_buf_fini(&body);

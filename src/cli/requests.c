@@ -235,6 +235,9 @@ static enum bms_status print_json(const struct bms_request_record *r,
         rc = json_field(b, "client", r->client, sizeof(r->client));
     }
     if (rc == BMS_OK) {
+        rc = json_field(b, "key_id", r->key_id, sizeof(r->key_id));
+    }
+    if (rc == BMS_OK) {
         rc = bms_buf_puts(b, "}\n");
     }
     if (rc == BMS_OK) {

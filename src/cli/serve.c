@@ -1,9 +1,10 @@
 /*
- * `bms serve`: open the store and the repository, record the manifests of
- * the ready models, start the scheduler (a queue and instances per ready
- * version), serve them over HTTP until SIGINT or SIGTERM, then stop in
- * order (server, scheduler, store, repository) so that requests in flight
- * finish and every request record reaches the disk.
+ * `bms serve`: open the store and the model manager (which loads every
+ * model, records the manifests of the ready ones and starts a scheduler
+ * per model, then, with --poll-s, follows the folder's changes), serve
+ * them over HTTP until SIGINT or SIGTERM, then stop in order (server,
+ * manager, store) so that requests in flight finish and every request
+ * record reaches the disk.
  *
  * The two signals are blocked before any thread starts, so every thread
  * inherits the mask and only the main thread's sigwait receives them.
@@ -16,11 +17,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bms/manager.h"
 #include "bms/repo.h"
 #include "bms/sched.h"
 #include "bms/server.h"
 #include "bms/store.h"
 #include "cli/cli.h"
+#include "server/api.h"
 #include "server/route.h"
 
 #ifndef BMS_DEFAULT_REPO
@@ -29,6 +32,11 @@
 
 #define PATH_SIZE 4096
 #define MAX_BODY_SIZE 4294967296L    /* bytes: 4 GiB */
+#define MIN_HEADER_BYTES 4096L       /* room for bms's own answers */
+#define MAX_HEADER_BYTES 16777216L   /* bytes: 16 MiB */
+#define MAX_ELEMENTS 4294967296L     /* per input tensor */
+#define MAX_REQUEST_MS 86400000L     /* one day */
+#define CACHE_MB_MAX 1048576L        /* --cache-mb: 1 TiB */
 
 struct serve_opts {
     const char *repo_dir;
@@ -38,6 +46,14 @@ struct serve_opts {
     int n_threads;               /* 0: the server's default */
     size_t max_body_size;        /* bytes; 0: the server's default */
     enum bms_log_level level;
+    const char *tls_cert;        /* PEM files; both or neither: HTTPS */
+    const char *tls_key;
+    size_t max_header_size;      /* bytes; 0: the server's default */
+    int64_t max_elements;        /* per input tensor; 0: the default */
+    int64_t max_request_ms;      /* 0: no cap */
+    int poll_s;                  /* rescan the repository; 0: never */
+    int no_auth;                 /* --no-auth: API keys never asked */
+    size_t cache_size;           /* --cache-mb, in bytes; 0: default */
 };
 
 enum {
@@ -47,7 +63,16 @@ enum {
     OPT_DATA_DIR,
     OPT_THREADS,
     OPT_LOG_LEVEL,
-    OPT_MAX_BODY
+    OPT_MAX_BODY,
+    OPT_TLS_CERT,
+    OPT_TLS_KEY,
+    OPT_MAX_HEADER,
+    OPT_MAX_ELEMENTS,
+    OPT_MAX_REQUEST_MS,
+    OPT_MAX_BODY_BYTES,
+    OPT_POLL_S,
+    OPT_NO_AUTH,
+    OPT_CACHE_MB
 };
 
 static const struct option long_opts[] = {
@@ -58,6 +83,15 @@ static const struct option long_opts[] = {
     { "threads", required_argument, NULL, OPT_THREADS },
     { "log-level", required_argument, NULL, OPT_LOG_LEVEL },
     { "max-body-size", required_argument, NULL, OPT_MAX_BODY },
+    { "max-body-bytes", required_argument, NULL, OPT_MAX_BODY_BYTES },
+    { "tls-cert", required_argument, NULL, OPT_TLS_CERT },
+    { "tls-key", required_argument, NULL, OPT_TLS_KEY },
+    { "max-header-bytes", required_argument, NULL, OPT_MAX_HEADER },
+    { "max-elements", required_argument, NULL, OPT_MAX_ELEMENTS },
+    { "max-request-ms", required_argument, NULL, OPT_MAX_REQUEST_MS },
+    { "poll-s", required_argument, NULL, OPT_POLL_S },
+    { "no-auth", no_argument, NULL, OPT_NO_AUTH },
+    { "cache-mb", required_argument, NULL, OPT_CACHE_MB },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -85,6 +119,39 @@ static int parse_level(const char *s, enum bms_log_level *out)
 }
 
 
+/* One of --max-header-bytes, --max-elements, --max-request-ms into
+ * opts; non-zero after a usage error. */
+static int parse_limit(int c, const char *arg, struct serve_opts *opts)
+{
+    long v;
+
+    switch (c) {
+    case OPT_MAX_HEADER:
+        if (bms__cli_parse_long("serve", "max-header-bytes", arg,
+                                MIN_HEADER_BYTES, MAX_HEADER_BYTES,
+                                &v) != 0) {
+            return -1;
+        }
+        opts->max_header_size = (size_t)v;
+        return 0;
+    case OPT_MAX_ELEMENTS:
+        if (bms__cli_parse_long("serve", "max-elements", arg, 1,
+                                MAX_ELEMENTS, &v) != 0) {
+            return -1;
+        }
+        opts->max_elements = v;
+        return 0;
+    default:
+        if (bms__cli_parse_long("serve", "max-request-ms", arg, 1,
+                                MAX_REQUEST_MS, &v) != 0) {
+            return -1;
+        }
+        opts->max_request_ms = v;
+        return 0;
+    }
+}
+
+
 /* Parse argv into *opts.  Returns -1 to go on, or an exit status. */
 static int parse_opts(int argc, char **argv, struct serve_opts *opts)
 {
@@ -97,6 +164,14 @@ static int parse_opts(int argc, char **argv, struct serve_opts *opts)
     opts->port = 8000;
     opts->n_threads = 0;
     opts->max_body_size = 0;
+    opts->tls_cert = NULL;
+    opts->tls_key = NULL;
+    opts->max_header_size = 0;
+    opts->max_elements = 0;
+    opts->max_request_ms = 0;
+    opts->poll_s = 0;
+    opts->no_auth = 0;
+    opts->cache_size = 0;
     opts->level = BMS_LOG_INFO;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", long_opts, NULL)) != -1) {
@@ -125,11 +200,44 @@ static int parse_opts(int argc, char **argv, struct serve_opts *opts)
             opts->n_threads = (int)v;
             break;
         case OPT_MAX_BODY:
-            if (bms__cli_parse_long("serve", "max-body-size", optarg, 1,
-                                    MAX_BODY_SIZE, &v) != 0) {
+        case OPT_MAX_BODY_BYTES:
+            if (bms__cli_parse_long("serve", c == OPT_MAX_BODY
+                                             ? "max-body-size"
+                                             : "max-body-bytes",
+                                    optarg, 1, MAX_BODY_SIZE, &v) != 0) {
                 return BMS__EXIT_USAGE;
             }
             opts->max_body_size = (size_t)v;
+            break;
+        case OPT_TLS_CERT:
+            opts->tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            opts->tls_key = optarg;
+            break;
+        case OPT_MAX_HEADER:
+        case OPT_MAX_ELEMENTS:
+        case OPT_MAX_REQUEST_MS:
+            if (parse_limit(c, optarg, opts) != 0) {
+                return BMS__EXIT_USAGE;
+            }
+            break;
+        case OPT_POLL_S:
+            if (bms__cli_parse_long("serve", "poll-s", optarg, 1, 86400,
+                                    &v) != 0) {
+                return BMS__EXIT_USAGE;
+            }
+            opts->poll_s = (int)v;
+            break;
+        case OPT_NO_AUTH:
+            opts->no_auth = 1;
+            break;
+        case OPT_CACHE_MB:
+            if (bms__cli_parse_long("serve", "cache-mb", optarg, 1,
+                                    CACHE_MB_MAX, &v) != 0) {
+                return BMS__EXIT_USAGE;
+            }
+            opts->cache_size = (size_t)v << 20;
             break;
         case OPT_LOG_LEVEL:
             if (parse_level(optarg, &opts->level) != 0) {
@@ -148,6 +256,12 @@ static int parse_opts(int argc, char **argv, struct serve_opts *opts)
     if (optind < argc) {
         return bms__cli_usage_error("serve", "unexpected argument '%s'",
                                     argv[optind]);
+    }
+    if ((opts->tls_cert == NULL) != (opts->tls_key == NULL)) {
+        return bms__cli_usage_error("serve", "--%s given without --%s: "
+                                    "HTTPS needs both",
+                                    opts->tls_cert ? "tls-cert" : "tls-key",
+                                    opts->tls_cert ? "tls-key" : "tls-cert");
     }
     return -1;
 }
@@ -177,70 +291,39 @@ static int make_data_dir(const char *dir)
 }
 
 
-/* Record each ready model's manifest; returns how many are ready. */
-static int record_models(struct bms_repo *repo, struct bms_store *store)
-{
-    int n = bms_repo_n_entries(repo);
-    int n_ready = 0;
-
-    for (int i = 0; i < n; i++) {
-        const struct bms_repo_entry *e = bms_repo_entry(repo, i);
-        const struct bms_manifest *m;
-        struct bms_diag diag;
-
-        if (e->state != BMS_ENTRY_READY) {
-            continue;
-        }
-        n_ready++;
-        m = bms_served_manifest(e->served);
-        if (m == NULL || m->json == NULL) {
-            continue;
-        }
-        diag.msg[0] = '\0';
-        if (bms_store_put_model(store, e->name, e->version, m->json,
-                                &diag) != BMS_OK) {
-            char esc[2 * BMS_DIAG_SIZE];
-
-            bms__logfmt_escape(esc, sizeof(esc), diag.msg);
-            bms_log(BMS_LOG_WARN, "cli", "model=%s version=%lld "
-                    "msg=\"manifest not stored\" error=\"%s\"", e->name,
-                    (long long)e->version, esc);
-        }
-    }
-    return n_ready;
-}
-
-
-/* Serve until a signal arrives; the repository and store are open. */
-static int run_server(const struct serve_opts *opts, struct bms_repo *repo,
-                      struct bms_store *store, const sigset_t *signals)
+/* Serve until a signal arrives; the manager (its models loaded, their
+ * manifests recorded) and the store are open. */
+static int run_server(const struct serve_opts *opts,
+                      struct bms_manager *manager, struct bms_store *store,
+                      const sigset_t *signals)
 {
     struct bms_server_config config;
     struct bms_server *server = NULL;
-    struct bms_sched *sched = NULL;
     struct bms_diag diag;
-    int n_ready = record_models(repo, store);
+    int n_ready = bms_manager_n_ready(manager);
     int sig = 0;
 
-    diag.msg[0] = '\0';
-    if (bms_sched_create(repo, 0, &sched, &diag) != BMS_OK) {
-        return fail("cannot start the scheduler", diag.msg);
-    }
     memset(&config, 0, sizeof(config));
     config.address = opts->address;
     config.port = opts->port;
     config.n_threads = opts->n_threads;
     config.max_body_size = opts->max_body_size;
-    config.repo = repo;
-    config.sched = sched;
+    config.tls_cert = opts->tls_cert;
+    config.tls_key = opts->tls_key;
+    config.max_header_size = opts->max_header_size;
+    config.max_elements = opts->max_elements;
+    config.max_request_ms = opts->max_request_ms;
+    config.manager = manager;
+    config.no_auth = opts->no_auth;
+    config.cache_size = opts->cache_size;
     config.store = store;
     diag.msg[0] = '\0';
     if (bms_server_start(&config, &server, &diag) != BMS_OK) {
-        bms_sched_destroy(sched);
         return fail("cannot start the server", diag.msg);
     }
-    bms_log(BMS_LOG_INFO, "cli", "msg=\"listening\" address=%s port=%d "
-            "models=%d", opts->address, bms_server_port(server), n_ready);
+    bms_log(BMS_LOG_INFO, "cli", "msg=\"listening\" scheme=%s address=%s "
+            "port=%d models=%d", opts->tls_cert != NULL ? "https" : "http",
+            opts->address, bms_server_port(server), n_ready);
 
     if (sigwait(signals, &sig) != 0) {
         sig = 0;
@@ -248,7 +331,6 @@ static int run_server(const struct serve_opts *opts, struct bms_repo *repo,
     bms_log(BMS_LOG_INFO, "cli", "msg=\"stopping\" signal=%s",
             sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "?");
     bms_server_stop(server);
-    bms_sched_destroy(sched);
     return BMS__EXIT_OK;
 }
 
@@ -257,7 +339,8 @@ static int serve(const struct serve_opts *opts, const sigset_t *signals)
 {
     char store_path[PATH_SIZE];
     struct bms_store *store = NULL;
-    struct bms_repo *repo = NULL;
+    struct bms_manager_config mc;
+    struct bms_manager *manager = NULL;
     struct bms_diag diag;
     int status;
     int n;
@@ -275,13 +358,24 @@ static int serve(const struct serve_opts *opts, const sigset_t *signals)
         return fail("cannot open the store", diag.msg);
     }
     diag.msg[0] = '\0';
-    if (bms_repo_open(opts->repo_dir, &repo, &diag) != BMS_OK) {
+    memset(&mc, 0, sizeof(mc));
+    mc.dir = opts->repo_dir;
+    mc.store = store;
+    mc.poll_s = opts->poll_s;
+    if (bms_manager_open(&mc, &manager, &diag) != BMS_OK) {
         bms_store_close(store);
         return fail("cannot open the model repository", diag.msg);
     }
-    status = run_server(opts, repo, store, signals);
+    /* Settings changed over the API earlier, laid over config.json. */
+    bms__config_restore(manager, store);
+    if (opts->poll_s > 0) {
+        bms_log(BMS_LOG_INFO, "cli", "msg=\"polling the repository\" "
+                "dir=\"%s\" poll_s=%d", opts->repo_dir, opts->poll_s);
+    }
+    status = run_server(opts, manager, store, signals);
+    /* The schedulers go before the store their alerts are written to. */
+    bms_manager_close(manager);
     bms_store_close(store);
-    bms_repo_close(repo);
     if (status == BMS__EXIT_OK) {
         bms_log(BMS_LOG_INFO, "cli", "msg=\"stopped\"");
     }

@@ -10,8 +10,13 @@
 #include "engine/model.h"
 
 /* Set by bms_engine_set_threads before models are loaded, read by every
- * session create. */
-static int engine_threads;
+ * session create on the same thread (so that the scheduler can make
+ * sessions of different sizes on several threads at once). */
+static _Thread_local int engine_threads;
+
+/* The memory one session may take for its tensors (bytes; 0: half of the
+ * machine's), per thread like engine_threads. */
+static _Thread_local size_t engine_memory_limit;
 
 
 void bms_model_destroy(struct bms_model *model)
@@ -146,6 +151,27 @@ int bms__dims_valid(const struct bms_tensor *t)
 void bms_engine_set_threads(int n_threads)
 {
     engine_threads = n_threads > 0 ? n_threads : 0;
+}
+
+
+void bms_engine_set_memory_limit(size_t bytes)
+{
+    engine_memory_limit = bytes;
+}
+
+
+size_t bms__engine_memory_limit(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES);
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (engine_memory_limit > 0) {
+        return engine_memory_limit;
+    }
+    if (pages <= 0 || page <= 0) {
+        return 0;
+    }
+    return (size_t)pages / 2 * (size_t)page;
 }
 
 

@@ -155,4 +155,8 @@ const char *bms__node_label(const struct bms_model *model,
 /* The threads a new session gives its kernels (bms_engine_set_threads). */
 int bms__engine_threads(void);
 
+/* The tensor memory a new session may take (bms_engine_set_memory_limit;
+ * by default half of the physical memory), 0 when unknown. */
+size_t bms__engine_memory_limit(void);
+
 #endif

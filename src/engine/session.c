@@ -59,6 +59,8 @@ struct arena {
     size_t used;                 /* bytes handed out from base */
     size_t extra;                /* bytes handed out from extra blocks */
     struct extra_block *blocks;
+    size_t limit;                /* most bytes in use; 0: no limit */
+    int over;                    /* an allocation passed the limit */
 };
 
 /* A block of arena memory whose value is dead, ready for another. */
@@ -138,6 +140,11 @@ static void *arena_alloc(struct arena *a, size_t size)
     if (size > SIZE_MAX - 2 * sizeof(*b)) {
         return NULL;
     }
+    if (a->limit > 0 && (a->used + a->extra > a->limit ||
+                         size > a->limit - a->used - a->extra)) {
+        a->over = 1;
+        return NULL;
+    }
     b = aligned_alloc(ALIGN, sizeof(*b) + size);
     if (b == NULL) {
         return NULL;
@@ -182,6 +189,7 @@ static int arena_reset(struct arena *a, size_t reserve)
     }
     a->used = 0;
     a->extra = 0;
+    a->over = 0;
     if (reserve > a->size) {
         return 0;
     }
@@ -369,6 +377,7 @@ enum bms_status bms_session_create(const struct bms_model *model,
     }
     s->model = model;
     s->ctx.n_threads = bms__engine_threads();
+    s->arena.limit = bms__engine_memory_limit();
     s->vals = calloc((size_t)model->n_values + 1, sizeof(*s->vals));
     s->in = calloc((size_t)model->max_node_inputs + 1, sizeof(*s->in));
     s->out = calloc((size_t)model->max_node_outputs + 1, sizeof(*s->out));
@@ -487,6 +496,20 @@ static void release_after(struct bms_session *s, int i)
 }
 
 
+/* The error of an allocation of size bytes that failed: over the
+ * session's limit, or out of memory. */
+static enum bms_status no_memory(const struct bms_session *s, size_t size,
+                                 struct bms_diag *diag)
+{
+    if (s->arena.over) {
+        return bms_diag_set(diag, BMS_ERR_LIMIT, "%zu more bytes of tensors "
+                            "would pass the session's memory limit of %zu "
+                            "bytes", size, s->arena.limit);
+    }
+    return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+}
+
+
 /* A planned run's memory for slot: its place in the plan when it fits,
  * else a block above the plan (and the run plans again). */
 static void *planned_block(struct bms_session *s, int slot, size_t size)
@@ -532,7 +555,7 @@ static enum bms_status take_outputs(struct bms_session *s,
             s->out[j].data = take_block(s, size, &sizes[j]);
         }
         if (s->out[j].data == NULL) {
-            return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+            return no_memory(s, size, diag);
         }
     }
     return BMS_OK;
@@ -678,7 +701,7 @@ static enum bms_status collect_outputs(struct bms_session *s,
         }
         outputs[j].data = arena_alloc(&s->arena, size);
         if (outputs[j].data == NULL) {
-            return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+            return no_memory(s, size, diag);
         }
         if (size > 0) {
             memcpy(outputs[j].data, s->vals[v].data, size);

@@ -27,6 +27,7 @@
 #define SCHED_QUEUE_MAX 1000000
 #define SCHED_BATCH_MAX 65536
 #define SCHED_DELAY_MAX_US 10000000      /* 10 s */
+#define SCHED_QUIET_MAX_S 86400     /* scale_down_after_s */
 #define SCHED_INSTANCES_MAX 64
 #define SCHED_CONCURRENCY_MAX 1000000
 #define SCHED_ISOLATION_TIMEOUT_MAX_MS 86400000  /* a day */
@@ -37,6 +38,12 @@
 #define QOS_SECONDS_MAX 86400
 #define QOS_REQUESTS_MAX 1000000
 #define QOS_P99_MAX_MS 86400000.0
+
+/* The defaults and ranges of the "cache" fields. */
+#define CACHE_DEFAULT_BYTES ((int64_t)8 << 20)
+#define CACHE_DEFAULT_TTL_S 60
+#define CACHE_MAX_BYTES ((int64_t)1 << 40)   /* 1 TiB */
+#define CACHE_MAX_TTL_S 2592000              /* 30 days */
 
 /* The manifest's names for datatypes.  The first name of a datatype is
  * the one bms writes; the v2 names (FP32, INT64, ...) are accepted too. */
@@ -427,6 +434,9 @@ void bms_sched_config_default(struct bms_sched_config *config)
     config->qos.window_s = 60;
     config->qos.min_requests = 20;
     config->qos.cooldown_s = 30;
+    config->min_instances = 1;
+    config->max_instances = 1;
+    config->scale_down_after_s = 30;
 }
 
 
@@ -535,6 +545,45 @@ static enum bms_status parse_isolation(yajl_val obj,
 }
 
 
+/*
+ * Settle instances, min_instances and max_instances (0: not given): with
+ * neither bound, both are instances; a bound alone takes instances for
+ * the other side when that fits; instances not given starts at the
+ * lower bound.  BMS_ERR_INVALID names the field that does not fit.
+ */
+static enum bms_status instance_range(int has_instances, int64_t *inst,
+                                      int64_t *lo, int64_t *hi,
+                                      struct bms_diag *diag)
+{
+    if (*lo == 0 && *hi == 0) {
+        *lo = *inst;
+        *hi = *inst;
+        return BMS_OK;
+    }
+    if (*lo == 0) {
+        *lo = has_instances && *inst <= *hi ? *inst : 1;
+    }
+    if (*hi == 0) {
+        *hi = has_instances && *inst >= *lo ? *inst : *lo;
+    }
+    if (*lo > *hi) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling."
+                            "min_instances: %lld is more than "
+                            "max_instances (%lld)", (long long)*lo,
+                            (long long)*hi);
+    }
+    if (!has_instances) {
+        *inst = *lo;
+    } else if (*inst < *lo || *inst > *hi) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.instances: "
+                            "%lld is outside min_instances..max_instances "
+                            "(%lld..%lld)", (long long)*inst,
+                            (long long)*lo, (long long)*hi);
+    }
+    return BMS_OK;
+}
+
+
 static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
                                    struct bms_diag *diag)
 {
@@ -544,6 +593,10 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     int64_t delay = c->max_queue_delay_us;
     int64_t instances = c->instances;
     int64_t concurrency = c->max_concurrency;
+    int64_t min_inst = 0;
+    int64_t max_inst = 0;
+    int64_t quiet = c->scale_down_after_s;
+    int has_instances;
     enum bms_status rc;
 
     if (v == NULL) {
@@ -572,11 +625,32 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
                            &concurrency, diag);
     }
     if (rc == BMS_OK) {
+        rc = get_sched_int(v, "min_instances", 1, SCHED_INSTANCES_MAX,
+                           &min_inst, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_sched_int(v, "max_instances", 1, SCHED_INSTANCES_MAX,
+                           &max_inst, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_sched_int(v, "scale_down_after_s", 1, SCHED_QUIET_MAX_S,
+                           &quiet, diag);
+    }
+    if (rc == BMS_OK) {
         rc = parse_isolation(v, c, diag);
     }
     if (rc != BMS_OK) {
         return rc;
     }
+    has_instances = obj_get(v, "instances") != NULL;
+    rc = instance_range(has_instances, &instances, &min_inst, &max_inst,
+                        diag);
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    c->min_instances = (int)min_inst;
+    c->max_instances = (int)max_inst;
+    c->scale_down_after_s = quiet;
     c->max_queue_size = (int)queue;
     c->max_batch_size = (int)batch;
     c->max_queue_delay_us = delay;
@@ -877,6 +951,157 @@ static enum bms_status parse_qos(yajl_val root, struct bms_qos_config *c,
 }
 
 
+/* ---- "cache" ---- */
+
+/*
+ * The "cache" object: enabled (a boolean), max_bytes and ttl_s (positive
+ * integers).  The defaults are filled in first, so a manifest without
+ * the object has the cache off with the default bounds.
+ */
+static enum bms_status parse_cache(yajl_val root, struct bms_cache_config *c,
+                                   struct bms_diag *diag)
+{
+    int64_t max_bytes = CACHE_DEFAULT_BYTES;
+    int64_t ttl = CACHE_DEFAULT_TTL_S;
+    yajl_val v = NULL;
+    yajl_val enabled;
+    enum bms_status rc;
+
+    c->enabled = 0;
+    c->max_bytes = max_bytes;
+    c->ttl_s = ttl;
+    rc = get_object(root, "cache", &v, diag);
+    if (rc != BMS_OK || v == NULL) {
+        return rc;
+    }
+    enabled = obj_get(v, "enabled");
+    if (enabled != NULL && !YAJL_IS_TRUE(enabled) &&
+        !YAJL_IS_FALSE(enabled)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "cache.enabled: "
+                            "expected true or false");
+    }
+    rc = get_obj_int(v, "cache", "max_bytes", 1, CACHE_MAX_BYTES,
+                     &max_bytes, diag);
+    if (rc == BMS_OK) {
+        rc = get_obj_int(v, "cache", "ttl_s", 1, CACHE_MAX_TTL_S, &ttl,
+                         diag);
+    }
+    if (rc == BMS_OK) {
+        c->enabled = enabled != NULL && YAJL_IS_TRUE(enabled);
+        c->max_bytes = max_bytes;
+        c->ttl_s = ttl;
+    }
+    return rc;
+}
+
+
+/* ---- "version_policy" ---- */
+
+/* {"specific": [1, 3]}: distinct positive integers, at least one. */
+static enum bms_status parse_specific(yajl_val v,
+                                      struct bms_version_policy *p,
+                                      struct bms_diag *diag)
+{
+    if (!YAJL_IS_ARRAY(v) || v->u.array.len == 0 ||
+        v->u.array.len > BMS_POLICY_MAX_VERSIONS) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "version_policy."
+                            "specific: expected an array of 1 to %d "
+                            "versions", BMS_POLICY_MAX_VERSIONS);
+    }
+    for (size_t i = 0; i < v->u.array.len; i++) {
+        yajl_val e = v->u.array.values[i];
+        int64_t version;
+
+        if (!YAJL_IS_INTEGER(e) || YAJL_GET_INTEGER(e) <= 0) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "version_policy."
+                                "specific[%zu]: expected a positive "
+                                "integer", i);
+        }
+        version = YAJL_GET_INTEGER(e);
+        for (int k = 0; k < p->n_specific; k++) {
+            if (p->specific[k] == version) {
+                return bms_diag_set(diag, BMS_ERR_INVALID,
+                                    "version_policy.specific[%zu]: "
+                                    "version %lld given twice", i,
+                                    (long long)version);
+            }
+        }
+        p->specific[p->n_specific++] = version;
+    }
+    return BMS_OK;
+}
+
+
+/* "version_policy": exactly one of {"latest": N}, {"all": true},
+ * {"specific": [...]}; absent: all. */
+static enum bms_status parse_version_policy(yajl_val root,
+                                            struct bms_version_policy *p,
+                                            struct bms_diag *diag)
+{
+    yajl_val v = obj_get(root, "version_policy");
+    yajl_val latest;
+    yajl_val all;
+    yajl_val specific;
+
+    memset(p, 0, sizeof(*p));
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_OBJECT(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "version_policy: "
+                            "expected an object");
+    }
+    latest = obj_get(v, "latest");
+    all = obj_get(v, "all");
+    specific = obj_get(v, "specific");
+    if ((latest != NULL) + (all != NULL) + (specific != NULL) != 1) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "version_policy: "
+                            "expected one of \"latest\", \"all\" or "
+                            "\"specific\"");
+    }
+    if (all != NULL) {
+        if (!YAJL_IS_TRUE(all)) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "version_policy."
+                                "all: expected true");
+        }
+        return BMS_OK;
+    }
+    if (latest != NULL) {
+        if (!YAJL_IS_INTEGER(latest) || YAJL_GET_INTEGER(latest) < 1 ||
+            YAJL_GET_INTEGER(latest) > BMS_POLICY_MAX_VERSIONS) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "version_policy."
+                                "latest: expected an integer in 1..%d",
+                                BMS_POLICY_MAX_VERSIONS);
+        }
+        p->kind = BMS_POLICY_LATEST;
+        p->latest = (int)YAJL_GET_INTEGER(latest);
+        return BMS_OK;
+    }
+    p->kind = BMS_POLICY_SPECIFIC;
+    return parse_specific(specific, p, diag);
+}
+
+
+int bms_version_policy_selects(const struct bms_manifest *m,
+                               const int64_t *versions, int n, int i)
+{
+    const struct bms_version_policy *p = m != NULL ? &m->policy : NULL;
+
+    if (p == NULL || p->kind == BMS_POLICY_ALL) {
+        return 1;
+    }
+    if (p->kind == BMS_POLICY_LATEST) {
+        return i >= n - p->latest;     /* versions are ascending */
+    }
+    for (int k = 0; k < p->n_specific; k++) {
+        if (p->specific[k] == versions[i]) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
 static enum bms_status parse_root(yajl_val root, struct bms_manifest *m,
                                   struct bms_diag *diag)
 {
@@ -913,6 +1138,12 @@ static enum bms_status parse_root(yajl_val root, struct bms_manifest *m,
     }
     if (rc == BMS_OK) {
         rc = parse_routing(root, &m->routing, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_version_policy(root, &m->policy, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = parse_cache(root, &m->cache, diag);
     }
     return rc;
 }

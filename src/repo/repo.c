@@ -376,14 +376,14 @@ void bms_repo_close(struct bms_repo *repo)
 
 int bms_repo_n_entries(const struct bms_repo *repo)
 {
-    return repo->n_items;
+    return repo != NULL ? repo->n_items : 0;
 }
 
 
 const struct bms_repo_entry *bms_repo_entry(const struct bms_repo *repo,
                                             int i)
 {
-    if (i < 0 || i >= repo->n_items) {
+    if (repo == NULL || i < 0 || i >= repo->n_items) {
         return NULL;
     }
     return &repo->items[i].entry;
@@ -395,6 +395,9 @@ struct bms_served *bms_repo_find(struct bms_repo *repo, const char *name,
 {
     struct bms_served *best = NULL;
 
+    if (repo == NULL) {
+        return NULL;
+    }
     for (int i = 0; i < repo->n_items; i++) {
         const struct bms_repo_entry *e = &repo->items[i].entry;
 
@@ -414,7 +417,7 @@ struct bms_served *bms_repo_find(struct bms_repo *repo, const char *name,
 
 int bms_repo_has_model(const struct bms_repo *repo, const char *name)
 {
-    for (int i = 0; i < repo->n_items; i++) {
+    for (int i = 0; repo != NULL && i < repo->n_items; i++) {
         if (strcmp(repo->items[i].name, name) == 0) {
             return 1;
         }
@@ -427,15 +430,15 @@ int bms_repo_has_model(const struct bms_repo *repo, const char *name)
 
 /* Reads config.json of a model folder into cfg; a missing file is no
  * error, an unreadable or malformed one is kept as cfg->reason. */
+static enum bms_status config_check(struct model_config *cfg);
+
+
 static enum bms_status config_read(const char *model_dir,
                                    struct model_config *cfg)
 {
     char path[PATH_MAX];
-    struct bms_manifest *m = NULL;
-    struct bms_diag diag = {""};
     FILE *f;
     long size;
-    enum bms_status rc;
 
     memset(cfg, 0, sizeof(*cfg));
     if (join_path(path, sizeof(path), model_dir, "config.json") != 0) {
@@ -472,6 +475,39 @@ static enum bms_status config_read(const char *model_dir,
     cfg->len = fread(cfg->text, 1, (size_t)size, f);
     cfg->text[cfg->len] = '\0';
     fclose(f);
+    return config_check(cfg);
+}
+
+
+/* A config.json given as text (a load's replacement manifest) into cfg,
+ * checked as config_read checks the file. */
+static enum bms_status config_from_text(const char *text,
+                                        struct model_config *cfg)
+{
+    size_t len = strlen(text);
+
+    memset(cfg, 0, sizeof(*cfg));
+    if (len > CONFIG_SIZE_MAX) {
+        snprintf(cfg->reason, sizeof(cfg->reason), "config.json: %zu bytes, "
+                 "at most %d", len, CONFIG_SIZE_MAX);
+        return BMS_OK;
+    }
+    cfg->text = malloc(len + 1);
+    if (cfg->text == NULL) {
+        return BMS_ERR_NOMEM;
+    }
+    memcpy(cfg->text, text, len + 1);
+    cfg->len = len;
+    return config_check(cfg);
+}
+
+
+/* Parse cfg's text once, keeping the error as cfg->reason. */
+static enum bms_status config_check(struct model_config *cfg)
+{
+    struct bms_manifest *m = NULL;
+    struct bms_diag diag = {""};
+    enum bms_status rc;
 
     /* Parse once here so that a bad manifest fails every version without
      * loading any of them. */
@@ -629,20 +665,59 @@ static enum bms_status list_versions(const char *model_dir, int64_t **out,
 }
 
 
-/* Adds an entry for every version of the model in model_dir.  Fails only
- * when memory runs out. */
+/* Whether v is one of the n versions in list. */
+static int has_version(const int64_t *list, int n, int64_t v)
+{
+    for (int i = 0; i < n; i++) {
+        if (list[i] == v) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
+/*
+ * Keep, in place, the versions (ascending) that are to be loaded: those
+ * in only when n_only >= 0, else those the manifest's version policy
+ * selects (every one without a manifest or a policy).
+ */
+static void select_versions(const struct bms_manifest *m,
+                            const int64_t *only, int n_only,
+                            int64_t *versions, int *n_versions)
+{
+    int n = 0;
+
+    for (int i = 0; i < *n_versions; i++) {
+        if (n_only >= 0 ? has_version(only, n_only, versions[i])
+                        : bms_version_policy_selects(m, versions,
+                                                     *n_versions, i)) {
+            versions[n++] = versions[i];
+        }
+    }
+    *n_versions = n;
+}
+
+
+/* Adds an entry for every version of the model in model_dir that is
+ * selected (select_versions); config_json, when not NULL, stands for the
+ * folder's config.json.  Fails only when memory runs out. */
 static enum bms_status load_model_folder(struct bms_repo *repo,
                                          const char *model_dir,
-                                         const char *name)
+                                         const char *name,
+                                         const char *config_json,
+                                         const int64_t *only, int n_only)
 {
     struct model_config cfg;
     struct bms_manifest *m = NULL;
     struct bms_diag diag = {""};
     int64_t *versions = NULL;
     int n_versions = 0;
+    int n_found;
     enum bms_status rc;
 
-    rc = config_read(model_dir, &cfg);
+    rc = config_json != NULL ? config_from_text(config_json, &cfg)
+                             : config_read(model_dir, &cfg);
     if (rc != BMS_OK) {
         goto out;
     }
@@ -661,15 +736,24 @@ static enum bms_status load_model_folder(struct bms_repo *repo,
                  diag.msg);
         diag.msg[0] = '\0';
     }
+    n_found = n_versions;
+    if (rc == BMS_OK) {
+        select_versions(cfg.reason[0] == '\0' ? m : NULL, only, n_only,
+                        versions, &n_versions);
+    }
     if (rc == BMS_ERR_IO) {
         bms_diag_set(&diag, rc, "cannot list the model folder: %s",
                      strerror(errno));
         rc = repo_add_outcome(repo, name, 0, NULL, &diag);
         goto out;
     }
-    if (rc == BMS_OK && n_versions == 0) {
+    if (rc == BMS_OK && n_found == 0) {
         bms_diag_set(&diag, BMS_ERR_NOT_FOUND, "no version folders "
                      "(expected %s/1/model.onnx)", name);
+        rc = repo_add_outcome(repo, name, 0, NULL, &diag);
+    } else if (rc == BMS_OK && n_versions == 0) {
+        bms_diag_set(&diag, BMS_ERR_NOT_FOUND, "no version folder is "
+                     "selected (version_policy)");
         rc = repo_add_outcome(repo, name, 0, NULL, &diag);
     }
     for (int i = 0; i < n_versions && rc == BMS_OK; i++) {
@@ -806,7 +890,7 @@ enum bms_status bms_repo_open(const char *dir, struct bms_repo **out,
         char path[PATH_MAX];
 
         if (join_path(path, sizeof(path), dir, names[i]) == 0) {
-            rc = load_model_folder(repo, path, names[i]);
+            rc = load_model_folder(repo, path, names[i], NULL, NULL, -1);
         }
     }
 
@@ -1002,4 +1086,69 @@ enum bms_status bms_repo_open_model(const char *path, struct bms_repo **out,
     }
     *out = repo;
     return BMS_OK;
+}
+
+
+/* ---- one model folder of a repository ----------------------------------- */
+
+enum bms_status bms_repo_open_versions(const char *dir, const char *name,
+                                       const char *config_json,
+                                       const int64_t *versions,
+                                       int n_versions,
+                                       struct bms_repo **out,
+                                       struct bms_diag *diag)
+{
+    struct bms_repo *repo;
+    char path[PATH_MAX];
+    enum bms_status rc;
+
+    if (!valid_model_name(name)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "model name: expected "
+                            "[A-Za-z0-9_.-]{1,127}");
+    }
+    if (join_path(path, sizeof(path), dir, name) != 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: path too long",
+                            name);
+    }
+    if (!is_dir(path)) {
+        return bms_diag_set(diag, BMS_ERR_NOT_FOUND, "model '%s': no such "
+                            "folder in the repository", name);
+    }
+    repo = calloc(1, sizeof(*repo));
+    if (repo == NULL) {
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    rc = load_model_folder(repo, path, name, config_json, versions,
+                           versions != NULL ? n_versions : -1);
+    if (rc != BMS_OK) {
+        bms_repo_close(repo);
+        return bms_diag_set(diag, rc, "model '%s': out of memory", name);
+    }
+    repo_sort(repo);
+    *out = repo;
+    return BMS_OK;
+}
+
+
+enum bms_status bms_repo_open_one(const char *dir, const char *name,
+                                  const char *config_json, int64_t version,
+                                  struct bms_repo **out,
+                                  struct bms_diag *diag)
+{
+    char path[PATH_MAX];
+    int n;
+
+    if (version <= 0) {
+        return bms_repo_open_versions(dir, name, config_json, NULL, 0, out,
+                                      diag);
+    }
+    n = snprintf(path, sizeof(path), "%s/%s/%lld", dir, name,
+                 (long long)version);
+    if (n > 0 && (size_t)n < sizeof(path) && valid_model_name(name) &&
+        !is_dir(path)) {
+        return bms_diag_set(diag, BMS_ERR_NOT_FOUND, "model '%s' has no "
+                            "version folder %lld", name, (long long)version);
+    }
+    return bms_repo_open_versions(dir, name, config_json, &version, 1, out,
+                                  diag);
 }

@@ -162,11 +162,34 @@ void bms__health_fini(struct bms__health *h)
 }
 
 
+void bms__health_resize(struct bms__health *h, int n)
+{
+    if (h->probes == NULL) {
+        h->n_probes = n;
+        h->n_healthy = n;
+        return;
+    }
+    while (h->n_probes > n) {
+        struct bms__probe *p = &h->probes[--h->n_probes];
+
+        h->n_healthy -= p->healthy;
+        memset(p, 0, sizeof(*p));
+    }
+    while (h->n_probes < n) {
+        struct bms__probe *p = &h->probes[h->n_probes++];
+
+        memset(p, 0, sizeof(*p));
+        p->healthy = 1;
+        h->n_healthy++;
+    }
+}
+
+
 int bms__health_take(struct bms__health *h, int i)
 {
     struct bms__probe *p;
 
-    if (h->probes == NULL || !h->probes[i].pending) {
+    if (h->probes == NULL || i >= h->n_probes || !h->probes[i].pending) {
         return 0;
     }
     p = &h->probes[i];
@@ -179,6 +202,9 @@ int bms__health_take(struct bms__health *h, int i)
 
 int bms__health_in_rotation(const struct bms__health *h, int i)
 {
+    if (i >= h->n_probes) {
+        return 0;
+    }
     return h->probes == NULL || h->probes[i].healthy;
 }
 
@@ -214,9 +240,15 @@ static void set_healthy(struct bms__health *h, int i, int healthy,
 void bms__health_done(struct bms__health *h, int i, enum bms_status rc,
                       const char *msg, int64_t now_us)
 {
-    struct bms__probe *p = &h->probes[i];
-    int64_t took_ms = (now_us - p->started_us) / 1000;
+    struct bms__probe *p;
+    int64_t took_ms;
     char why[BMS_SCHED_REASON_SIZE];
+
+    if (h->probes == NULL || i >= h->n_probes) {
+        return;    /* retired while its canary ran */
+    }
+    p = &h->probes[i];
+    took_ms = (now_us - p->started_us) / 1000;
 
     p->running = 0;
     if (rc != BMS_OK) {

@@ -148,6 +148,11 @@ enum bms_status bms__health_init(struct bms__health *h,
                                  pthread_cond_t *work);
 void bms__health_fini(struct bms__health *h);
 
+/* Under the lock: instances 0..n-1 are the ones running (autoscaling
+ * moves n within the room init made).  Those past n leave the rotation
+ * without an alert and get no canary; one coming back starts healthy. */
+void bms__health_resize(struct bms__health *h, int n);
+
 /* Under the lock: whether instance i has a canary waiting, which it then
  * takes (it runs it on its session and calls bms__health_done). */
 int bms__health_take(struct bms__health *h, int i);

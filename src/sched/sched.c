@@ -14,6 +14,15 @@
  * thread instead, on that instance's session, which it claims from the
  * worker under the lock: this saves the two thread switches of the
  * hand-off.
+ *
+ * Autoscaling ("scheduling.min_instances" < "max_instances"): room is
+ * made for max_instances workers, and workers[0..n_workers) run.  A
+ * scaler thread looks at each such queue every SCALE_TICK_US: requests
+ * waiting while every instance is busy, in SCALE_UP_LOOKS of the last
+ * SCALE_WINDOW looks, start one more instance (its session made off the
+ * lock, on the scaler's thread); no request waiting and an instance to
+ * spare for scale_down_after_s retire the last one, which finishes what
+ * it runs and is joined.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -35,6 +44,10 @@ enum job_state {
     JOB_RUNNING,
     JOB_DONE
 };
+
+#define SCALE_TICK_US 100000         /* the scaler looks this often */
+#define SCALE_WINDOW 5               /* of the last this many looks, */
+#define SCALE_UP_LOOKS 3             /* this many saw pressure: start one */
 
 struct job {
     const struct bms_tensor *inputs;     /* borrowed from the caller */
@@ -69,6 +82,7 @@ struct worker {
     struct bms_tensor *outputs;  /* one per graph output */
     int busy;                    /* the worker runs jobs or its canary */
     int claimed;                 /* a caller runs its job on the session */
+    int retire;                  /* the scaler asked it to stop */
 };
 
 struct queue {
@@ -89,6 +103,14 @@ struct queue {
     int n_workers;
     struct bms__health health;   /* the instances' probes */
     struct bms__qos qos;         /* automatic and admin stop */
+    int cap_workers;             /* room in workers: max_instances */
+    int autoscale;               /* min_instances < max_instances */
+    int n_cores;                 /* for the sessions of new instances */
+    unsigned pressure_looks;     /* bit k: look k ago saw jobs waiting
+                                  * with every instance busy */
+    int64_t quiet_since_us;      /* nothing waited, one instance spare */
+    int64_t scale_ups;
+    int64_t scale_downs;
 };
 
 struct bms_sched {
@@ -98,6 +120,11 @@ struct bms_sched {
     pthread_mutex_t alert_lock;  /* one alert at a time, and the fields: */
     bms_sched_alert_fn alert_fn;
     void *alert_ud;
+    pthread_t scaler;            /* autoscaling; started when any asks */
+    int scaler_started;
+    pthread_mutex_t scaler_lock;
+    pthread_cond_t scaler_wake;
+    int scaler_stop;
 };
 
 
@@ -282,6 +309,9 @@ static int wait_for_work(struct queue *q, struct worker *w)
             /* A caller runs on w's session; it wakes us when done. */
             pthread_cond_wait(&q->work, &q->lock);
             continue;
+        }
+        if (w->retire) {
+            return 0;
         }
         if (bms__health_take(&q->health, i)) {
             return -1;
@@ -748,7 +778,11 @@ static enum bms_status queue_init(struct queue *q, struct bms_served *served,
     q->n_inputs = bms_model_n_inputs(model);
     q->n_outputs = bms_model_n_outputs(model);
     q->batching = q->cfg.max_batch_size > 0;
-    n_threads = threads_per_instance(n_cores, q->cfg.instances);
+    q->cap_workers = q->cfg.max_instances > q->cfg.instances
+                     ? q->cfg.max_instances : q->cfg.instances;
+    q->autoscale = q->cfg.min_instances < q->cfg.max_instances;
+    q->n_cores = n_cores;
+    n_threads = threads_per_instance(n_cores, q->cap_workers);
     q->stats.instances = q->cfg.instances;
     q->stats.threads_per_instance = n_threads;
     pthread_mutex_init(&q->lock, NULL);
@@ -758,11 +792,14 @@ static enum bms_status queue_init(struct queue *q, struct bms_served *served,
     }
     if (bms__health_init(&q->health, &q->cfg.health, model,
                          bms_served_name(served), bms_served_version(served),
-                         q->cfg.instances, &q->lock, &q->work) != BMS_OK ||
+                         q->cap_workers, &q->lock, &q->work) != BMS_OK ||
         bms__qos_init(&q->qos, &q->cfg.qos) != BMS_OK) {
         rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
-    q->workers = calloc((size_t)q->cfg.instances, sizeof(*q->workers));
+    q->workers = calloc((size_t)q->cap_workers, sizeof(*q->workers));
+    if (rc == BMS_OK) {
+        bms__health_resize(&q->health, q->cfg.instances);
+    }
     if (rc == BMS_OK && q->workers == NULL) {
         rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
@@ -838,6 +875,185 @@ static enum bms_status start_poller(struct bms_sched *s,
 }
 
 
+/* ---- autoscaling ---- */
+
+/* Start instance q->n_workers (its session made here, off the lock).
+ * Called from the scaler thread only. */
+static void scale_up(struct queue *q)
+{
+    struct worker *w = &q->workers[q->n_workers];
+    struct bms_diag diag;
+    enum bms_status rc;
+
+    diag.msg[0] = '\0';
+    memset(w, 0, sizeof(*w));
+    bms_engine_set_threads(q->stats.threads_per_instance);
+    rc = worker_init(q, w, &diag);
+    bms_engine_set_threads(0);
+    if (rc == BMS_OK && pthread_create(&w->thread, NULL, worker_main, w)
+        != 0) {
+        rc = bms_diag_set(&diag, BMS_ERR_IO, "cannot start a thread");
+    }
+    if (rc != BMS_OK) {
+        bms_log(BMS_LOG_WARN, "sched", "msg=\"instance not started\" "
+                "model=%s version=%" PRId64 " error=\"%s\"",
+                bms_served_name(q->served), bms_served_version(q->served),
+                diag.msg);
+        worker_fini(w);
+        memset(w, 0, sizeof(*w));
+        return;
+    }
+    w->started = 1;
+    pthread_mutex_lock(&q->lock);
+    bms__health_resize(&q->health, q->n_workers + 1);
+    q->n_workers++;
+    q->stats.instances = q->n_workers;
+    q->scale_ups++;
+    pthread_cond_broadcast(&q->work);
+    pthread_mutex_unlock(&q->lock);
+    bms_log(BMS_LOG_INFO, "sched", "msg=\"instance started\" model=%s "
+            "version=%" PRId64 " instances=%d", bms_served_name(q->served),
+            bms_served_version(q->served), q->n_workers);
+}
+
+
+/* Retire the last instance: out of the rotation at once, joined when its
+ * work is done.  Called from the scaler thread only. */
+static void scale_down(struct queue *q)
+{
+    struct worker *w;
+    int n;
+
+    pthread_mutex_lock(&q->lock);
+    n = q->n_workers - 1;
+    w = &q->workers[n];
+    w->retire = 1;
+    q->n_workers = n;
+    bms__health_resize(&q->health, n);
+    q->stats.instances = n;
+    q->scale_downs++;
+    pthread_cond_broadcast(&q->work);
+    pthread_mutex_unlock(&q->lock);
+    pthread_join(w->thread, NULL);
+    worker_fini(w);
+    memset(w, 0, sizeof(*w));
+    bms_log(BMS_LOG_INFO, "sched", "msg=\"instance retired\" model=%s "
+            "version=%" PRId64 " instances=%d", bms_served_name(q->served),
+            bms_served_version(q->served), n);
+}
+
+
+/* Whether every running instance is busy (under the lock). */
+static int all_busy(const struct queue *q)
+{
+    for (int i = 0; i < q->n_workers; i++) {
+        if (!q->workers[i].busy && !q->workers[i].claimed) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* One look at q: +1 to start an instance, -1 to retire one, 0. */
+static int scale_decide(struct queue *q, int64_t now_us)
+{
+    int64_t quiet_us = q->cfg.scale_down_after_s * 1000000;
+    int decision = 0;
+
+    pthread_mutex_lock(&q->lock);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->lock);
+        return 0;
+    }
+    q->pressure_looks = (q->pressure_looks << 1 |
+                         (q->stats.queued > 0 && all_busy(q))) &
+                        ((1u << SCALE_WINDOW) - 1);
+    if (__builtin_popcount(q->pressure_looks) >= SCALE_UP_LOOKS &&
+        q->n_workers < q->cfg.max_instances) {
+        decision = 1;
+        q->pressure_looks = 0;
+    }
+    if (q->stats.queued == 0 && q->stats.in_flight < q->n_workers) {
+        if (q->quiet_since_us == 0) {
+            q->quiet_since_us = now_us;
+        } else if (now_us - q->quiet_since_us >= quiet_us &&
+                   q->n_workers > q->cfg.min_instances) {
+            decision = -1;
+            q->quiet_since_us = now_us;  /* a full period per step */
+        }
+    } else {
+        q->quiet_since_us = 0;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return decision;
+}
+
+
+static void *scaler_main(void *arg)
+{
+    struct bms_sched *s = arg;
+
+    pthread_mutex_lock(&s->scaler_lock);
+    while (!s->scaler_stop) {
+        struct timespec ts = to_timespec(bms_now_us() + SCALE_TICK_US);
+
+        pthread_cond_timedwait(&s->scaler_wake, &s->scaler_lock, &ts);
+        if (s->scaler_stop) {
+            break;
+        }
+        pthread_mutex_unlock(&s->scaler_lock);
+        for (int i = 0; i < s->n_queues; i++) {
+            struct queue *q = &s->queues[i];
+            int d = q->autoscale ? scale_decide(q, bms_now_us()) : 0;
+
+            if (d > 0) {
+                scale_up(q);
+            } else if (d < 0) {
+                scale_down(q);
+            }
+        }
+        pthread_mutex_lock(&s->scaler_lock);
+    }
+    pthread_mutex_unlock(&s->scaler_lock);
+    return NULL;
+}
+
+
+static enum bms_status start_scaler(struct bms_sched *s,
+                                    struct bms_diag *diag)
+{
+    int any = 0;
+
+    for (int i = 0; i < s->n_queues; i++) {
+        any |= s->queues[i].autoscale;
+    }
+    if (!any) {
+        return BMS_OK;
+    }
+    if (pthread_create(&s->scaler, NULL, scaler_main, s) != 0) {
+        return bms_diag_set(diag, BMS_ERR_IO, "scheduler: cannot start the "
+                            "autoscaler");
+    }
+    s->scaler_started = 1;
+    return BMS_OK;
+}
+
+
+static void stop_scaler(struct bms_sched *s)
+{
+    if (!s->scaler_started) {
+        return;
+    }
+    pthread_mutex_lock(&s->scaler_lock);
+    s->scaler_stop = 1;
+    pthread_cond_signal(&s->scaler_wake);
+    pthread_mutex_unlock(&s->scaler_lock);
+    pthread_join(s->scaler, NULL);
+    s->scaler_started = 0;
+}
+
+
 enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
                                  struct bms_sched **out,
                                  struct bms_diag *diag)
@@ -859,6 +1075,10 @@ enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
         return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
     pthread_mutex_init(&s->alert_lock, NULL);
+    pthread_mutex_init(&s->scaler_lock, NULL);
+    if (cond_init(&s->scaler_wake) != 0) {
+        rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
+    }
     for (int i = 0; rc == BMS_OK && i < bms_repo_n_entries(repo); i++) {
         const struct bms_repo_entry *e = bms_repo_entry(repo, i);
 
@@ -877,6 +1097,9 @@ enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
     if (rc == BMS_OK) {
         rc = start_poller(s, diag);
     }
+    if (rc == BMS_OK) {
+        rc = start_scaler(s, diag);
+    }
     if (rc != BMS_OK) {
         bms_sched_destroy(s);
         return rc;
@@ -891,6 +1114,7 @@ void bms_sched_destroy(struct bms_sched *sched)
     if (sched == NULL) {
         return;
     }
+    stop_scaler(sched);
     for (int i = 0; i < sched->n_queues; i++) {
         bms__health_cancel(&sched->queues[i].health);
     }
@@ -899,6 +1123,8 @@ void bms_sched_destroy(struct bms_sched *sched)
         queue_fini(&sched->queues[i]);
     }
     pthread_mutex_destroy(&sched->alert_lock);
+    pthread_cond_destroy(&sched->scaler_wake);
+    pthread_mutex_destroy(&sched->scaler_lock);
     free(sched->queues);
     free(sched);
 }
@@ -1212,6 +1438,10 @@ enum bms_status bms_sched_stats(struct bms_sched *sched,
     }
     pthread_mutex_lock(&q->lock);
     *out = q->stats;
+    out->min_instances = q->cfg.min_instances;
+    out->max_instances = q->cfg.max_instances;
+    out->scale_ups = q->scale_ups;
+    out->scale_downs = q->scale_downs;
     out->healthy_instances = q->health.n_healthy;
     out->serving = q->health.n_healthy > 0 &&
                    q->qos.state == BMS__QOS_SERVING;

@@ -33,6 +33,15 @@ void bms__handle_model_config(const struct bms__context *ctx,
                               const char *method, const char *body,
                               size_t body_len, struct bms__reply *reply);
 
+/*
+ * At start: reload every model that has a row in the store's
+ * model_settings with those settings laid over its config.json, as a
+ * PUT of its config would.  Each model is logged; one that fails keeps
+ * serving as config.json has it.  Accepts a NULL manager or store (does
+ * nothing).  (admin_api.c)
+ */
+void bms__config_restore(struct bms_manager *m, struct bms_store *store);
+
 /* GET, POST /v2/repository/index and POST .../load, .../unload
  * (repo_api.c). */
 void bms__handle_repo_index(const struct bms__context *ctx,

@@ -17,10 +17,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "bms/manager.h"
 #include "bms/server.h"
 #include "bms/v2.h"
 #include "sched/routing.h"
 #include "server/api.h"
+#include "server/cache.h"
 #include "server/route.h"
 #include "server/v2_json.h"
 
@@ -142,13 +144,19 @@ static int resolve(struct bms_repo *repo, const struct bms__route *route,
 }
 
 
-static void handle_ready(struct bms_repo *repo, struct bms__reply *reply)
+/* Ready when some model version is: of the fixed repository, or of any
+ * model the manager serves. */
+static void handle_ready(const struct bms__context *ctx,
+                         struct bms__reply *reply)
 {
-    int n = bms_repo_n_entries(repo);
+    int n = bms_repo_n_entries(ctx->repo);
     int ready = 0;
 
     for (int i = 0; i < n && !ready; i++) {
-        ready = bms_repo_entry(repo, i)->state == BMS_ENTRY_READY;
+        ready = bms_repo_entry(ctx->repo, i)->state == BMS_ENTRY_READY;
+    }
+    if (ctx->manager != NULL) {
+        ready = bms_manager_n_ready(ctx->manager) > 0;
     }
     if (ready) {
         reply_done(reply, 200,
@@ -216,6 +224,47 @@ static enum bms_status routing_member(const struct bms__context *ctx,
 }
 
 
+/* The "cache" member of the model's metadata, after the members already
+ * in extra: the manifest's settings and, with a server cache, the
+ * model's counters (every version together). */
+static enum bms_status cache_member(const struct bms__context *ctx,
+                                    const struct bms_served *served,
+                                    struct bms_buf *extra)
+{
+    const struct bms_manifest *m = bms_served_manifest(served);
+    struct bms__json j = { extra, BMS_OK };
+    struct bms__cache_stats st;
+
+    if (m == NULL) {
+        return BMS_OK;
+    }
+    bms__json_raw(&j, extra->len > 0 ? ", \"cache\": {\"enabled\": "
+                                     : "\"cache\": {\"enabled\": ");
+    bms__json_raw(&j, m->cache.enabled ? "true" : "false");
+    if (m->cache.enabled) {
+        bms__json_raw(&j, ", \"max_bytes\": ");
+        bms__json_int(&j, m->cache.max_bytes);
+        bms__json_raw(&j, ", \"ttl_s\": ");
+        bms__json_int(&j, m->cache.ttl_s);
+    }
+    if (m->cache.enabled && ctx->cache != NULL) {
+        bms__cache_stats(ctx->cache, bms_served_name(served), &st);
+        bms__json_raw(&j, ", \"hits\": ");
+        bms__json_int(&j, st.hits);
+        bms__json_raw(&j, ", \"misses\": ");
+        bms__json_int(&j, st.misses);
+        bms__json_raw(&j, ", \"evictions\": ");
+        bms__json_int(&j, st.evictions);
+        bms__json_raw(&j, ", \"entries\": ");
+        bms__json_int(&j, st.entries);
+        bms__json_raw(&j, ", \"bytes\": ");
+        bms__json_int(&j, st.bytes);
+    }
+    bms__json_raw(&j, "}");
+    return j.rc;
+}
+
+
 static void handle_model(const struct bms__context *ctx,
                          const struct bms__route *route,
                          struct bms__reply *reply)
@@ -234,6 +283,9 @@ static void handle_model(const struct bms__context *ctx,
         st = &stats;
     }
     rc = routing_member(ctx, route, &extra);
+    if (rc == BMS_OK) {
+        rc = cache_member(ctx, res.served, &extra);
+    }
     if (rc == BMS_OK) {
         rc = bms_v2_model_metadata_extra(ctx->repo, res.served, st,
                                          extra.data, &reply->body);
@@ -295,6 +347,10 @@ static int64_t call_deadline(const struct bms__context *ctx,
         }
         ms = ms == 0 || h < ms ? h : ms;
     }
+    if (ctx->max_request_ms > 0 && (ms == 0 || ms > ctx->max_request_ms)) {
+        /* bms serve --max-request-ms: no request waits longer. */
+        ms = ctx->max_request_ms;
+    }
     return ms > 0 ? ctx->start_us + ms * 1000 : 0;
 }
 
@@ -346,7 +402,8 @@ static void infer_queued(const struct bms__context *ctx,
     enum bms_status rc;
 
     diag.msg[0] = '\0';
-    rc = bms_v2_call_parse(served, body, body_len, &call, &diag);
+    rc = bms_v2_call_parse_limited(served, body, body_len,
+                                   ctx->max_elements, &call, &diag);
     if (rc != BMS_OK) {
         reply_failed(reply, rc, &diag);
         return;
@@ -422,6 +479,84 @@ static int route_by_weight(const struct bms__context *ctx,
 }
 
 
+/* ---- the response cache (server/cache.h) ---- */
+
+/*
+ * Whether infer answers of served go through the cache: the server has
+ * one, the version's manifest turns it on, and the version is serving
+ * (a version stopped by QoS or an admin answers nothing, not even from
+ * the cache).  Every infer answer of bms is a function of the loaded
+ * version and the body bytes alone (no sampling, no clock, no request
+ * parameter that varies with time), so nothing else needs to keep a
+ * request out; one that does must bypass the cache here.
+ */
+static int cache_applies(const struct bms__context *ctx,
+                         const struct bms_served *served)
+{
+    const struct bms_manifest *m = bms_served_manifest(served);
+    struct bms_sched_stats st;
+
+    if (ctx->cache == NULL || m == NULL || !m->cache.enabled) {
+        return 0;
+    }
+    if (ctx->timeout_header != NULL &&
+        parse_timeout_header(ctx->timeout_header) < 0) {
+        return 0;    /* the run answers the malformed header with 400 */
+    }
+    return ctx->sched == NULL ||
+           bms_sched_stats(ctx->sched, served, &st) != BMS_OK || st.serving;
+}
+
+
+static void cache_key(struct bms__cache_key *key,
+                      const struct bms_served *served, const char *body,
+                      size_t body_len)
+{
+    bms__cache_key_init(key, bms_served_name(served),
+                        bms_served_serial(served), body, body_len);
+}
+
+
+/* Answer from the cache when it holds the body's answer: 200 with the
+ * stored body and X-Cache: hit.  Returns 1 when it answered. */
+static int cache_hit(const struct bms__context *ctx,
+                     const struct bms_served *served, const char *body,
+                     size_t body_len, struct bms__reply *reply)
+{
+    struct bms__cache_key key;
+
+    cache_key(&key, served, body, body_len);
+    bms_buf_reset(&reply->body);
+    if (bms__cache_get(ctx->cache, &key, &reply->body) != BMS_OK) {
+        bms_buf_reset(&reply->body);
+        return 0;
+    }
+    reply->http_status = 200;
+    bms__reply_header(reply, "X-Cache", "hit");
+    return 1;
+}
+
+
+/* After running: keep a successful answer; mark the reply a miss. */
+static void cache_keep(const struct bms__context *ctx,
+                       const struct bms_served *served, const char *body,
+                       size_t body_len, struct bms__reply *reply)
+{
+    struct bms__cache_key key;
+
+    bms__reply_header(reply, "X-Cache", "miss");
+    if (reply->http_status != 200) {
+        return;
+    }
+    cache_key(&key, served, body, body_len);
+    if (bms__cache_put(ctx->cache, &key, reply->body.data, reply->body.len,
+                       &bms_served_manifest(served)->cache) != BMS_OK) {
+        bms_log(BMS_LOG_WARN, "cache", "msg=\"answer not kept\" model=%s "
+                "error=nomem", bms_served_name(served));
+    }
+}
+
+
 static void handle_infer(const struct bms__context *ctx,
                          const struct bms__route *route, const char *body,
                          size_t body_len, struct bms__reply *reply)
@@ -430,6 +565,7 @@ static void handle_infer(const struct bms__context *ctx,
     struct bms_diag diag;
     struct resolved res;
     enum bms_status rc;
+    int cached;
 
     if (route->version == 0 && ctx->routing != NULL &&
         bms_repo_has_model(ctx->repo, route->model)) {
@@ -441,17 +577,24 @@ static void handle_infer(const struct bms__context *ctx,
     if (resolve(ctx->repo, route, &res, reply) != 0) {
         return;
     }
+    cached = cache_applies(ctx, res.served);
+    if (cached && cache_hit(ctx, res.served, body, body_len, reply)) {
+        return;
+    }
     if (ctx->sched != NULL) {
         infer_queued(ctx, res.served, body, body_len, reply);
-        return;
+    } else {
+        diag.msg[0] = '\0';
+        rc = bms_v2_infer(res.served, body, body_len, &reply->body, &diag);
+        if (rc != BMS_OK) {
+            reply_failed(reply, rc, &diag);
+        } else {
+            reply->http_status = 200;
+        }
     }
-    diag.msg[0] = '\0';
-    rc = bms_v2_infer(res.served, body, body_len, &reply->body, &diag);
-    if (rc != BMS_OK) {
-        reply_failed(reply, rc, &diag);
-        return;
+    if (cached) {
+        cache_keep(ctx, res.served, body, body_len, reply);
     }
-    reply->http_status = 200;
 }
 
 
@@ -484,6 +627,7 @@ static void put_routing(const struct bms__context *ctx,
     }
     bms_log(BMS_LOG_INFO, "routing", "msg=\"routing changed\" model=%s "
             "weights=\"%s\"", route->model, text);
+    bms__audit(ctx, "routing.put", route->model, text);
 }
 
 
@@ -581,6 +725,10 @@ static void handle_admin(const struct bms__context *ctx,
         reply_failed(reply, rc, &diag);
         return;
     }
+    snprintf(diag.msg, sizeof(diag.msg), "{\"version\": %lld}",
+             (long long)reply->version);
+    bms__audit(ctx, stop ? "model.stop" : "model.resume", route->model,
+               diag.msg);
     rc = bms_buf_printf(&reply->body, "{\"name\": \"%s\", \"version\": "
                         "\"%lld\", \"stopped\": %s}", route->model,
                         (long long)reply->version,
@@ -692,7 +840,6 @@ void bms__handle_with(const struct bms__context *ctx,
                       const char *body, size_t body_len,
                       struct bms__reply *reply)
 {
-    struct bms_repo *repo = ctx->repo;
     const char *allowed = bms__route_method(route->kind);
     char msg[64];
 
@@ -708,7 +855,7 @@ void bms__handle_with(const struct bms__context *ctx,
                    bms_buf_puts(&reply->body, "{\"live\": true}"));
         return;
     case BMS__ROUTE_READY:
-        handle_ready(repo, reply);
+        handle_ready(ctx, reply);
         return;
     case BMS__ROUTE_SERVER:
         reply_done(reply, 200,

@@ -161,6 +161,11 @@ struct bms__context {
     struct bms_manager *manager;   /* NULL: the repository is fixed */
     bms__query_fn query;       /* NULL: no query string */
     void *query_ud;
+    int64_t max_elements;      /* elements one input tensor may hold;
+                                * 0: BMS__V2_MAX_ELEMS */
+    int64_t max_request_ms;    /* cap on every infer deadline; 0: none */
+    size_t max_body_size;      /* the server's body limit, bytes; bounds
+                                * what a package unpacks to; 0: unknown */
 };
 
 /*

@@ -15,15 +15,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
 
+#include "bms/manager.h"
 #include "bms/server.h"
 #include "sched/routing.h"
+#include "server/auth.h"
+#include "server/cache.h"
+#include "server/gzip.h"
 #include "server/route.h"
+#include "server/tls.h"
 
 #define DEFAULT_MAX_BODY_SIZE ((size_t)64 << 20)   /* bytes */
 #define CONNECTION_TIMEOUT_S 10u     /* idle or stalled connections */
@@ -32,6 +38,11 @@
 #define QUEUED_THREADS 64            /* default with a scheduler */
 #define DRAIN_TIMEOUT_US 5000000     /* wait for requests in flight */
 #define LOG_PATH_MAX 200             /* path characters kept for the log */
+#define GZIP_MIN_SIZE 1024           /* bytes: smaller replies go plain */
+#define GZIP_LEVEL 6                 /* zlib's default trade-off */
+#define DEFAULT_MAX_HEADER_SIZE ((size_t)32 << 10)  /* bytes */
+#define MIN_HEADER_SIZE ((size_t)4 << 10)  /* room for bms's own answers */
+#define MAX_HEADER_SIZE ((size_t)16 << 20)
 
 struct bms_server {
     struct MHD_Daemon *daemon;
@@ -43,6 +54,12 @@ struct bms_server {
     int port;
     atomic_int n_in_flight;
     atomic_int stopping;         /* set by bms_server_stop */
+    struct bms__tls_pair tls;    /* PEM texts; empty: plain HTTP */
+    int64_t max_elements;        /* per input tensor; 0: the default */
+    int64_t max_request_ms;      /* cap on infer deadlines; 0: none */
+    struct bms_manager *manager; /* borrowed; NULL: repo and sched fixed */
+    struct bms__auth *auth;      /* owned: keys, roles, rate limits */
+    struct bms__cache *cache;    /* owned: the response cache */
 };
 
 /* One request, from its first handler call to its completion. */
@@ -68,6 +85,12 @@ struct request {
     int64_t latency_us;
     int64_t bytes_out;
     char error[256];
+    struct bms__principal who;   /* the caller, set by the auth check */
+    int n_auth_headers;          /* rate-limit headers for the answer */
+    struct bms__header auth_headers[2];
+    struct bms__reply *refusal;  /* the auth check's answer to a request
+                                  * without a body, queued once it is
+                                  * read (keeps the connection open) */
 };
 
 
@@ -135,12 +158,52 @@ static struct request *request_create(struct bms_server *server,
 
 /* Queue reply on the connection and note what was answered.  Takes the
  * reply's body. */
+/* Whether a reply's body is worth compressing: large enough, and not
+ * compressed already (a gzip or zip package). */
+static int compressible(const struct bms__reply *reply)
+{
+    return reply->body.len >= GZIP_MIN_SIZE &&
+           (reply->content_type == NULL ||
+            strstr(reply->content_type, "zip") == NULL);
+}
+
+
+/*
+ * Replace the reply's body with its gzip stream when the client accepts
+ * gzip (Accept-Encoding) and the body is compressible.  Returns 1 when
+ * it did; on failure (memory) the body goes out as it was.
+ */
+static int compress_reply(struct MHD_Connection *conn,
+                          struct bms__reply *reply)
+{
+    const char *accept = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    struct bms_buf gz = {NULL, 0, 0};
+
+    if (!compressible(reply) || !bms__gzip_accepted(accept)) {
+        return 0;
+    }
+    if (bms__gzip(reply->body.data, reply->body.len, GZIP_LEVEL, &gz)
+        != BMS_OK) {
+        bms_buf_fini(&gz);
+        bms_log(BMS_LOG_WARN, "http", "msg=\"reply sent uncompressed\" "
+                "error=nomem");
+        return 0;
+    }
+    bms_buf_fini(&reply->body);
+    reply->body = gz;
+    return 1;
+}
+
+
 static enum MHD_Result queue_reply(struct request *req,
                                    struct MHD_Connection *conn,
                                    struct bms__reply *reply)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
+    int vary = compressible(reply);
+    int gzipped = compress_reply(conn, reply);
     size_t len = reply->body.len;
 
     req->http_status = reply->http_status;
@@ -161,6 +224,15 @@ static enum MHD_Result queue_reply(struct request *req,
                             reply->content_type != NULL
                                 ? reply->content_type : "application/json");
     MHD_add_response_header(resp, "X-Request-Id", req->id);
+    if (gzipped) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+                                "gzip");
+    }
+    if (vary) {
+        /* The body depends on Accept-Encoding, for caches on the way. */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY,
+                                MHD_HTTP_HEADER_ACCEPT_ENCODING);
+    }
     for (int i = 0; i < reply->n_headers; i++) {
         MHD_add_response_header(resp, reply->headers[i].name,
                                 reply->headers[i].value);
@@ -225,14 +297,75 @@ static const char *query_arg(void *ud, const char *name)
 
 
 /* Answer a request whose body (if any) has been received whole. */
+/* Whether the Content-Encoding value s names coding (spaces around it
+ * allowed, case ignored). */
+static int encoding_is(const char *s, const char *coding)
+{
+    size_t n = strlen(coding);
+
+    s += strspn(s, " \t");
+    return strncasecmp(s, coding, n) == 0 && s[n + strspn(s + n, " \t")]
+           == '\0';
+}
+
+
+/*
+ * Decode the request body as its Content-Encoding says: none or
+ * "identity" leaves it, "gzip" inflates it in place, bounded by the body
+ * limit so that a small body cannot inflate past what a plain one may
+ * be.  Returns 0, or the HTTP status to refuse with (413, 400, 415, 500)
+ * with msg filled.  bytes_in keeps counting the bytes on the wire.
+ */
+static int decode_body(struct request *req, struct MHD_Connection *conn,
+                       char *msg, size_t size)
+{
+    const char *enc = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_ENCODING);
+    struct bms_buf plain = {NULL, 0, 0};
+    struct bms_diag diag;
+    char esc[48];
+    enum bms_status rc;
+
+    if (enc == NULL || req->body.len == 0 || encoding_is(enc, "identity")) {
+        return 0;
+    }
+    if (!encoding_is(enc, "gzip") && !encoding_is(enc, "x-gzip")) {
+        bms__logfmt_escape(esc, sizeof(esc), enc);
+        snprintf(msg, size, "Content-Encoding '%s' is not supported: use "
+                 "gzip or identity", esc);
+        return 415;
+    }
+    diag.msg[0] = '\0';
+    rc = bms__gunzip(req->body.data, req->body.len,
+                     req->server->max_body_size, &plain, &diag);
+    if (rc != BMS_OK) {
+        bms_buf_fini(&plain);
+        snprintf(msg, size, "%s", diag.msg);
+        return rc == BMS_ERR_LIMIT ? 413 : rc == BMS_ERR_INVALID ? 400 : 500;
+    }
+    bms_buf_fini(&req->body);
+    req->body = plain;
+    return 0;
+}
+
+
 static enum MHD_Result answer(struct request *req,
                               struct MHD_Connection *conn,
                               const char *method)
 {
     struct bms__reply reply;
     struct bms__context ctx;
+    struct bms_manager_lease lease;
     enum MHD_Result ret;
+    char msg[256];
+    int status;
 
+    if (req->refusal != NULL) {
+        ret = queue_reply(req, conn, req->refusal);
+        free(req->refusal);
+        req->refusal = NULL;
+        return ret;
+    }
     if (req->late) {
         return queue_error(req, conn, 503, "server is stopping");
     }
@@ -243,21 +376,52 @@ static enum MHD_Result answer(struct request *req,
         return queue_error(req, conn, bms__http_status(req->route_rc),
                            req->route_diag.msg);
     }
+    status = decode_body(req, conn, msg, sizeof(msg));
+    if (status != 0) {
+        bms_buf_fini(&req->body);
+        return queue_error(req, conn, status, msg);
+    }
     memset(&reply, 0, sizeof(reply));
     memset(&ctx, 0, sizeof(ctx));
     ctx.repo = req->server->repo;
     ctx.sched = req->server->sched;
     ctx.routing = req->server->routing;
     ctx.store = req->server->store;
+    ctx.auth = req->server->auth;
+    ctx.who = &req->who;
+    ctx.cache = req->server->cache;
+    for (int i = 0; i < req->n_auth_headers; i++) {
+        bms__reply_header(&reply, req->auth_headers[i].name,
+                          req->auth_headers[i].value);
+    }
+    if (req->server->manager != NULL) {
+        /* The model's slot serves the whole request, even if a reload
+         * swaps in another meanwhile; no model: server-wide routes. */
+        memset(&lease, 0, sizeof(lease));
+        if (req->route.model[0] != '\0') {
+            bms_manager_acquire(req->server->manager, req->route.model,
+                                &lease);
+        }
+        ctx.repo = lease.repo;
+        ctx.sched = lease.sched;
+        ctx.routing = lease.routing;
+        ctx.manager = req->server->manager;
+    }
     ctx.timeout_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      "Timeout-Ms");
     ctx.start_us = req->start_us;
     ctx.query = query_arg;
     ctx.query_ud = conn;
+    ctx.max_elements = req->server->max_elements;
+    ctx.max_request_ms = req->server->max_request_ms;
+    ctx.max_body_size = req->server->max_body_size;
     bms__handle_with(&ctx, &req->route, method,
                      req->body.data != NULL ? req->body.data : "",
                      req->body.len, &reply);
     ret = queue_reply(req, conn, &reply);
+    if (req->server->manager != NULL) {
+        bms_manager_release(req->server->manager, &lease);
+    }
     bms_buf_fini(&req->body);
     return ret;
 }
@@ -276,6 +440,47 @@ static int has_body(struct MHD_Connection *conn)
 
 
 /*
+ * The gateway's check (server/auth.h), before any body is read: a refusal
+ * is queued at once, so an unauthenticated upload is never read.  Returns
+ * 0 to go on; else 1 with *ret the result for libmicrohttpd.  A passing
+ * check keeps its rate-limit headers for the answer.
+ */
+static int authorize(struct request *req, struct MHD_Connection *conn,
+                     const char *method, enum MHD_Result *ret)
+{
+    struct bms__reply reply;
+    const char *authorization;
+    int n;
+
+    if (req->server->auth == NULL || req->route_rc != BMS_OK || req->late) {
+        return 0;
+    }
+    authorization = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    memset(&reply, 0, sizeof(reply));
+    if (bms__auth_check(req->server->auth, &req->route, method,
+                        authorization, &req->who, &reply) == 0) {
+        n = reply.n_headers < 2 ? reply.n_headers : 2;
+        memcpy(req->auth_headers, reply.headers,
+               (size_t)n * sizeof(reply.headers[0]));
+        req->n_auth_headers = n;
+        bms_buf_fini(&reply.body);
+        return 0;
+    }
+    if (!has_body(conn)) {
+        req->refusal = malloc(sizeof(*req->refusal));
+    }
+    if (req->refusal != NULL) {
+        *req->refusal = reply;
+        *ret = MHD_YES;
+        return 1;
+    }
+    *ret = queue_reply(req, conn, &reply);
+    return 1;
+}
+
+
+/*
  * The first call for a request: only the headers are known.  A response
  * queued now makes libmicrohttpd close the connection afterwards, so that
  * is kept for requests refused without reading their body: a body too
@@ -286,7 +491,11 @@ static enum MHD_Result on_headers(struct request *req,
                                   const char *method)
 {
     const char *cl;
+    enum MHD_Result ret;
 
+    if (authorize(req, conn, method, &ret) != 0) {
+        return ret;
+    }
     if (req->route_rc != BMS_OK ||
         !bms__route_takes_body(req->route.kind, method)) {
         return has_body(conn) ? answer(req, conn, method) : MHD_YES;
@@ -410,6 +619,7 @@ static void write_record(const struct request *req)
     rec.bytes_in = req->bytes_in;
     rec.bytes_out = req->bytes_out;
     snprintf(rec.client, sizeof(rec.client), "%s", req->client);
+    snprintf(rec.key_id, sizeof(rec.key_id), "%s", req->who.key_id);
     bms_store_record(req->server->store, &rec);
 }
 
@@ -442,6 +652,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
         write_record(req);
     }
     bms_buf_fini(&req->body);
+    if (req->refusal != NULL) {
+        bms_buf_fini(&req->refusal->body);
+        free(req->refusal);
+    }
     free(req);
     atomic_fetch_sub(&server->n_in_flight, 1);
 }
@@ -510,6 +724,16 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 
+/* A model was reloaded or unloaded: its cached answers can never be
+ * served again (their keys hold the old load's serial); free them now. */
+static void on_model_change(void *ud, const char *name)
+{
+    struct bms_server *server = ud;
+
+    bms__cache_invalidate(server->cache, name);
+}
+
+
 /* Request threads: twice the cores, at least 4; with a scheduler at
  * least QUEUED_THREADS, since each waits for its request's turn and the
  * batches fill only with requests that are waiting.  TODO: suspend the
@@ -536,7 +760,7 @@ static enum bms_status check_config(const struct bms_server_config *config,
 {
     const char *address = config->address ? config->address : "127.0.0.1";
 
-    if (config->repo == NULL) {
+    if (config->repo == NULL && config->manager == NULL) {
         return bms_diag_set(diag, BMS_ERR_INVALID, "repo: missing");
     }
     if (config->port < 0 || config->port > 65535) {
@@ -547,6 +771,19 @@ static enum bms_status check_config(const struct bms_server_config *config,
         return bms_diag_set(diag, BMS_ERR_INVALID,
                             "threads: %d is outside 0..%d",
                             config->n_threads, MAX_THREADS);
+    }
+    if (config->max_elements < 0 || config->max_request_ms < 0) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "%s: negative",
+                            config->max_elements < 0 ? "max_elements"
+                                                     : "max_request_ms");
+    }
+    if (config->max_header_size != 0 &&
+        (config->max_header_size < MIN_HEADER_SIZE ||
+         config->max_header_size > MAX_HEADER_SIZE)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "max_header_size: %zu "
+                            "is outside %zu..%zu bytes",
+                            config->max_header_size, MIN_HEADER_SIZE,
+                            MAX_HEADER_SIZE);
     }
     memset(sin, 0, sizeof(*sin));
     sin->sin_family = AF_INET;
@@ -560,6 +797,43 @@ static enum bms_status check_config(const struct bms_server_config *config,
 }
 
 
+/*
+ * The TLS part of the daemon's start: the key pair read, checked and kept
+ * in server (libmicrohttpd reads it from memory), and the flag and
+ * options that pass it on.  opts (3 items) ends with MHD_OPTION_END;
+ * without TLS that is all it holds.
+ */
+static enum bms_status tls_options(const struct bms_server_config *config,
+                                   struct bms_server *server,
+                                   unsigned int *flags,
+                                   struct MHD_OptionItem *opts,
+                                   struct bms_diag *diag)
+{
+    enum bms_status rc;
+
+    opts[0] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+    if (config->tls_cert == NULL && config->tls_key == NULL) {
+        return BMS_OK;
+    }
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        return bms_diag_set(diag, BMS_ERR_UNSUPPORTED, "tls_cert: this "
+                            "libmicrohttpd is built without TLS");
+    }
+    rc = bms__tls_pair_load(config->tls_cert, config->tls_key, &server->tls,
+                            diag);
+    if (rc != BMS_OK) {
+        return rc;
+    }
+    opts[0] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0,
+                                       server->tls.key_pem };
+    opts[1] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0,
+                                       server->tls.cert_pem };
+    opts[2] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+    *flags |= MHD_USE_TLS;
+    return BMS_OK;
+}
+
+
 enum bms_status bms_server_start(const struct bms_server_config *config,
                                  struct bms_server **out,
                                  struct bms_diag *diag)
@@ -568,6 +842,10 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
     struct sockaddr_in sin;
     const union MHD_DaemonInfo *info;
     enum bms_status rc = check_config(config, &sin, diag);
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC |
+                         MHD_USE_ERROR_LOG;
+    struct MHD_OptionItem tls_opts[3];
+    size_t max_header_size;
     int n_threads;
 
     if (rc != BMS_OK) {
@@ -582,19 +860,46 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
     server->store = config->store;
     server->max_body_size = config->max_body_size ? config->max_body_size
                                                   : DEFAULT_MAX_BODY_SIZE;
+    server->manager = config->manager;
     n_threads = config->n_threads ? config->n_threads
-                                  : default_threads(config->sched != NULL);
+                                  : default_threads(config->sched != NULL ||
+                                                    config->manager != NULL);
     atomic_init(&server->n_in_flight, 0);
     atomic_init(&server->stopping, 0);
-    if (bms__routing_create(config->repo, &server->routing) != BMS_OK) {
+    server->max_elements = config->max_elements;
+    server->max_request_ms = config->max_request_ms;
+    max_header_size = config->max_header_size ? config->max_header_size
+                                              : DEFAULT_MAX_HEADER_SIZE;
+    rc = tls_options(config, server, &flags, tls_opts, diag);
+    if (rc != BMS_OK) {
+        free(server);
+        return rc;
+    }
+    if (config->manager == NULL &&
+        bms__routing_create(config->repo, &server->routing) != BMS_OK) {
+        bms__tls_pair_fini(&server->tls);
+        free(server);
+        return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    rc = bms__auth_create(config->store, config->no_auth, &server->auth,
+                          diag);
+    if (rc != BMS_OK) {
+        bms__routing_destroy(server->routing);
+        bms__tls_pair_fini(&server->tls);
+        free(server);
+        return rc;
+    }
+    if (bms__cache_create(config->cache_size, &server->cache) != BMS_OK) {
+        bms__auth_destroy(server->auth);
+        bms__routing_destroy(server->routing);
+        bms__tls_pair_fini(&server->tls);
         free(server);
         return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
 
     errno = 0;
     server->daemon = MHD_start_daemon(
-        MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, on_request, server,
+        flags, 0, NULL, NULL, on_request, server,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)n_threads,
@@ -602,18 +907,28 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
         MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, server,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, max_header_size,
+        MHD_OPTION_ARRAY, tls_opts,
         MHD_OPTION_END);
     if (server->daemon == NULL) {
         int err = errno;
 
+        bms__cache_destroy(server->cache);
+        bms__auth_destroy(server->auth);
         bms__routing_destroy(server->routing);
+        bms__tls_pair_fini(&server->tls);
         free(server);
         return bms_diag_set(diag, BMS_ERR_IO, "cannot listen on %s:%d: %s",
                             config->address ? config->address : "127.0.0.1",
                             config->port,
                             err ? strerror(err) : "libmicrohttpd refused");
     }
-    if (config->sched != NULL && config->store != NULL) {
+    if (server->manager != NULL) {
+        bms_manager_set_change_hook(server->manager, on_model_change,
+                                    server);
+    }
+    if (config->manager == NULL && config->sched != NULL &&
+        config->store != NULL) {
         /* The store outlives the scheduler (bms serve closes it last). */
         bms_sched_set_alert_handler(config->sched, bms__alert_to_store,
                                     config->store);
@@ -655,6 +970,12 @@ void bms_server_stop(struct bms_server *server)
     if (fd != MHD_INVALID_SOCKET) {
         close(fd);
     }
+    if (server->manager != NULL) {
+        bms_manager_set_change_hook(server->manager, NULL, NULL);
+    }
     bms__routing_destroy(server->routing);
+    bms__tls_pair_fini(&server->tls);
+    bms__auth_destroy(server->auth);
+    bms__cache_destroy(server->cache);
     free(server);
 }

@@ -632,6 +632,16 @@ enum bms_status bms_v2_call_parse(struct bms_served *served,
                                   struct bms_v2_call **out,
                                   struct bms_diag *diag)
 {
+    return bms_v2_call_parse_limited(served, body, len, 0, out, diag);
+}
+
+
+enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
+                                          const char *body, size_t len,
+                                          int64_t max_elements,
+                                          struct bms_v2_call **out,
+                                          struct bms_diag *diag)
+{
     struct bms_v2_call *call = calloc(1, sizeof(*call));
     enum bms_status rc;
 
@@ -639,7 +649,10 @@ enum bms_status bms_v2_call_parse(struct bms_served *served,
         return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
     call->served = served;
-    rc = bms__v2_request_parse(body, len, &call->req, diag);
+    rc = bms__v2_request_parse_limited(body, len,
+                                       max_elements > 0 ? max_elements
+                                                        : BMS__V2_MAX_ELEMS,
+                                       &call->req, diag);
     if (rc == BMS_OK) {
         rc = call_bind(call, diag);
     }
@@ -877,6 +890,12 @@ static void write_meta_stats(struct bms__json *j,
     bms__json_int(j, st->crashes);
     bms__json_raw(j, ",\"restarts\":");
     bms__json_int(j, st->restarts);
+    bms__json_raw(j, ",\"instances\":");
+    bms__json_int(j, st->instances);
+    bms__json_raw(j, ",\"scale_ups\":");
+    bms__json_int(j, st->scale_ups);
+    bms__json_raw(j, ",\"scale_downs\":");
+    bms__json_int(j, st->scale_downs);
     bms__json_raw(j, "}");
 }
 
@@ -906,6 +925,12 @@ static void write_meta_sched(struct bms__json *j,
     }
     bms__json_raw(j, "],\"instances\":");
     bms__json_int(j, c.instances);
+    bms__json_raw(j, ",\"min_instances\":");
+    bms__json_int(j, c.min_instances);
+    bms__json_raw(j, ",\"max_instances\":");
+    bms__json_int(j, c.max_instances);
+    bms__json_raw(j, ",\"scale_down_after_s\":");
+    bms__json_int(j, c.scale_down_after_s);
     bms__json_raw(j, ",\"max_concurrency\":");
     bms__json_int(j, c.max_concurrency);
     bms__json_raw(j, ",\"isolation\":");

@@ -812,11 +812,7 @@ static int shape_dim(struct parser *p, const struct event *ev)
         return fail(p, BMS_ERR_INVALID, "%s[%d]: expected a non-negative"
                     " integer, got %s", field(p), in->n_dims, text);
     }
-    if (dim > p->max_elems) {
-        return fail(p, BMS_ERR_LIMIT, "%s[%d]: %s is more than %lld"
-                    " elements", field(p), in->n_dims, text,
-                    (long long)p->max_elems);
-    }
+    /* The element limit is judged on the whole shape, in shape_end. */
     in->dims[in->n_dims++] = dim;
     return 1;
 }
@@ -831,19 +827,33 @@ static int shape_dim(struct parser *p, const struct event *ev)
 static int shape_end(struct parser *p)
 {
     struct bms__v2_input *in = cur_input(p);
+    int index = p->req->n_inputs - 1;
     int64_t bound = 1;
-    int64_t numel = 1;
+    int64_t numel;
+    int overflow = 0;
+    int has_zero = 0;
 
     for (int i = 0; i < in->n_dims; i++) {
         int64_t dim = in->dims[i] > 0 ? in->dims[i] : 1;
 
-        if (bound > p->max_elems / dim) {
-            return fail(p, BMS_ERR_LIMIT, "inputs[%d].shape: more than %lld"
-                        " elements", p->req->n_inputs - 1,
-                        (long long)p->max_elems);
-        }
-        bound *= dim;
-        numel *= in->dims[i];
+        overflow |= __builtin_mul_overflow(bound, dim, &bound);
+        has_zero |= in->dims[i] == 0;
+    }
+    numel = has_zero ? 0 : bound;
+    if (!has_zero && overflow) {
+        return fail(p, BMS_ERR_LIMIT, "inputs[%d].shape: more than 2^63"
+                    " elements, more than the limit of %lld", index,
+                    (long long)p->max_elems);
+    }
+    if (numel > p->max_elems) {
+        return fail(p, BMS_ERR_LIMIT, "inputs[%d].shape: %lld elements,"
+                    " more than the limit of %lld", index, (long long)numel,
+                    (long long)p->max_elems);
+    }
+    if (overflow || bound > p->max_elems) {
+        return fail(p, BMS_ERR_LIMIT, "inputs[%d].shape: the dimensions"
+                    " other than 0 multiply to more than the limit of %lld",
+                    index, (long long)p->max_elems);
     }
     /* Each element takes at least two bytes of the body ("0,"), so a
      * small body cannot make the buffer large. */

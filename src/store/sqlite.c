@@ -23,7 +23,7 @@
 #include "bms/store.h"
 #include "store/internal.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2             /* 2: requests.key_id (audit.c) */
 #define BUSY_TIMEOUT_MS 5000
 #define WRITE_PERIOD_US 50000        /* longest wait before a write */
 #define BATCH_RECORDS 512            /* this many queued: write at once */
@@ -45,12 +45,12 @@ static const char schema_sql[] =
 
 static const char insert_sql[] =
     "INSERT INTO requests (id, ts_us, model, version, http_status, outcome,"
-    " error, latency_us, bytes_in, bytes_out, client)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    " error, latency_us, bytes_in, bytes_out, client, key_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 static const char select_sql[] =
     "SELECT id, ts_us, model, version, http_status, outcome, error,"
-    " latency_us, bytes_in, bytes_out, client"
+    " latency_us, bytes_in, bytes_out, client, key_id"
     " FROM requests ORDER BY seq DESC LIMIT ?";
 
 /* Make room for one more record; 0 on success. */
@@ -136,6 +136,7 @@ static int insert_one(sqlite3_stmt *st, const struct bms_request_record *r)
     sqlite3_bind_int64(st, 9, r->bytes_in);
     sqlite3_bind_int64(st, 10, r->bytes_out);
     bind_field(st, 11, r->client, sizeof(r->client));
+    bind_field(st, 12, r->key_id, sizeof(r->key_id));
     return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
@@ -491,6 +492,7 @@ static void row_to_record(sqlite3_stmt *st, struct bms_request_record *r)
     r->bytes_in = sqlite3_column_int64(st, 8);
     r->bytes_out = sqlite3_column_int64(st, 9);
     column_text(st, 10, r->client, sizeof(r->client));
+    column_text(st, 11, r->key_id, sizeof(r->key_id));
 }
 
 

@@ -160,8 +160,9 @@ class Server:
         finally:
             con.close()
 
-    def client(self, timeout=60.0):
-        return Client(self.port, timeout)
+    def client(self, timeout=60.0, ssl_context=None):
+        """A client of this server; with ssl_context it speaks HTTPS."""
+        return Client(self.port, timeout, ssl_context=ssl_context)
 
 
 class Response:
@@ -193,16 +194,22 @@ class Client:
 
     IDLE_REOPEN_S = 5.0
 
-    def __init__(self, port, timeout=60.0):
+    def __init__(self, port, timeout=60.0, ssl_context=None):
         self.port = port
         self.timeout = timeout
+        self.ssl_context = ssl_context   # an ssl.SSLContext: HTTPS
         self.conn = None
         self.n_connects = 0
         self.last_use = 0.0
 
     def _connect(self):
-        self.conn = http.client.HTTPConnection(HOST, self.port,
-                                               timeout=self.timeout)
+        if self.ssl_context is not None:
+            self.conn = http.client.HTTPSConnection(
+                HOST, self.port, timeout=self.timeout,
+                context=self.ssl_context)
+        else:
+            self.conn = http.client.HTTPConnection(HOST, self.port,
+                                                   timeout=self.timeout)
         self.n_connects += 1
 
     def request(self, method, path, body=None, headers=None):

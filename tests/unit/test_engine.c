@@ -387,10 +387,96 @@ static void run_keeps_values_until_last_use(void **state)
 }
 
 
+/* Run the model at path (repository-relative) once with a session made
+ * under limit bytes; its one optional input is a float [1] of 1.0. */
+static enum bms_status run_limited(const char *path, size_t limit,
+                                   struct bms_diag *diag)
+{
+    struct bms_model *model = NULL;
+    struct bms_session *session = NULL;
+    struct bms_tensor x;
+    struct bms_tensor y;
+    float one = 1.0f;
+    int64_t dim = 1;
+    enum bms_status rc;
+
+    diag->msg[0] = '\0';
+    assert_int_equal(bms_model_load_file(path, &model, diag), BMS_OK);
+    bms_engine_set_memory_limit(limit);
+    rc = bms_session_create(model, &session, diag);
+    bms_engine_set_memory_limit(0);
+    assert_int_equal(rc, BMS_OK);
+    x = th_tensor(BMS_DTYPE_F32, &one, 1, &dim);
+    rc = bms_session_run(session, &x, &y, diag);
+    bms_session_destroy(session);
+    bms_model_destroy(model);
+    return rc;
+}
+
+
+static void session_limit_refuses_hostile_sizes(void **state)
+{
+    struct bms_diag diag;
+
+    (void)state;
+    /* ConstantOfShape of 256 GiB and Expand to 2^40 floats, under a
+     * 64 MiB limit: refused by the limit, not by the allocator. */
+    assert_int_equal(run_limited("tests/fuzz/oom/"
+                                 "hostile_constant_of_shape_256gib.onnx",
+                                 (size_t)64 << 20, &diag), BMS_ERR_LIMIT);
+    assert_non_null(strstr(diag.msg, "memory limit of 67108864 bytes"));
+    assert_int_equal(run_limited("tests/fuzz/oom/hostile_expand_to_2p40.onnx",
+                                 (size_t)64 << 20, &diag), BMS_ERR_LIMIT);
+}
+
+
+static void session_limit_default_is_below_the_machine(void **state)
+{
+    struct bms_diag diag;
+
+    (void)state;
+    /* The default (half the physical memory) still refuses 256 GiB. */
+    assert_int_equal(run_limited("tests/fuzz/oom/"
+                                 "hostile_constant_of_shape_256gib.onnx",
+                                 0, &diag), BMS_ERR_LIMIT);
+}
+
+
+static void session_limit_lets_small_runs_through(void **state)
+{
+    struct bms_model *model = NULL;
+    struct bms_session *session = NULL;
+    struct bms_tensor x;
+    struct bms_tensor y;
+    struct bms_diag diag;
+    float *image = calloc(28 * 28, sizeof(float));
+    int64_t dims[3] = {1, 28, 28};
+
+    (void)state;
+    assert_non_null(image);
+    diag.msg[0] = '\0';
+    assert_int_equal(bms_model_load_file("models/fashion_mlp/1/model.onnx",
+                                         &model, &diag), BMS_OK);
+    /* fashion_mlp's tensors for one image: well under 1 MiB. */
+    bms_engine_set_memory_limit((size_t)1 << 20);
+    assert_int_equal(bms_session_create(model, &session, &diag), BMS_OK);
+    bms_engine_set_memory_limit(0);
+    x = th_tensor(BMS_DTYPE_F32, image, 3, dims);
+    assert_int_equal(bms_session_run(session, &x, &y, &diag), BMS_OK);
+    assert_int_equal(y.dims[1], 10);
+    bms_session_destroy(session);
+    bms_model_destroy(model);
+    free(image);
+}
+
+
 int bms_test_engine(int *n_tests)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(load_rejects_truncated_file),
+        cmocka_unit_test(session_limit_refuses_hostile_sizes),
+        cmocka_unit_test(session_limit_default_is_below_the_machine),
+        cmocka_unit_test(session_limit_lets_small_runs_through),
         cmocka_unit_test(load_rejects_garbage_bytes),
         cmocka_unit_test(load_survives_corrupted_bytes),
         cmocka_unit_test(load_names_unknown_operator),

@@ -215,6 +215,52 @@ static void manifest_rejects_bad_scheduling(void **state)
 }
 
 
+static void manifest_instance_bounds_settle(void **state)
+{
+    struct bms_manifest *m = parse_ok("{\"scheduling\": {\"instances\": 3}}");
+
+    (void)state;
+    /* No bounds: no autoscaling, both bounds are the count. */
+    assert_int_equal(m->sched.min_instances, 3);
+    assert_int_equal(m->sched.max_instances, 3);
+    assert_int_equal(m->sched.scale_down_after_s, 30);
+    bms_manifest_destroy(m);
+
+    /* Bounds alone: start at the lower one. */
+    m = parse_ok("{\"scheduling\": {\"min_instances\": 2, "
+                 "\"max_instances\": 5, \"scale_down_after_s\": 7}}");
+    assert_int_equal(m->sched.instances, 2);
+    assert_int_equal(m->sched.min_instances, 2);
+    assert_int_equal(m->sched.max_instances, 5);
+    assert_int_equal(m->sched.scale_down_after_s, 7);
+    bms_manifest_destroy(m);
+
+    /* Only the upper bound: instances (here the default 1) is the
+     * lower one. */
+    m = parse_ok("{\"scheduling\": {\"max_instances\": 4}}");
+    assert_int_equal(m->sched.instances, 1);
+    assert_int_equal(m->sched.min_instances, 1);
+    assert_int_equal(m->sched.max_instances, 4);
+    bms_manifest_destroy(m);
+}
+
+
+static void manifest_rejects_bad_instance_bounds(void **state)
+{
+    (void)state;
+    parse_fails("{\"scheduling\": {\"min_instances\": 3, "
+                "\"max_instances\": 2}}", "scheduling.min_instances: 3 is "
+                "more than max_instances (2)");
+    parse_fails("{\"scheduling\": {\"instances\": 6, \"min_instances\": 1, "
+                "\"max_instances\": 4}}", "scheduling.instances: 6 is "
+                "outside");
+    parse_fails("{\"scheduling\": {\"max_instances\": 0}}",
+                "scheduling.max_instances: expected an integer in 1..");
+    parse_fails("{\"scheduling\": {\"scale_down_after_s\": 0}}",
+                "scheduling.scale_down_after_s:");
+}
+
+
 /* ---- queues over tiny_mlp ---- */
 
 struct fixture {
@@ -477,6 +523,8 @@ int bms_test_sched(int *n_tests)
         cmocka_unit_test(batch_compatible_needs_same_item_shape),
         cmocka_unit_test(batch_splittable_needs_every_row),
         cmocka_unit_test(manifest_scheduling_defaults),
+        cmocka_unit_test(manifest_instance_bounds_settle),
+        cmocka_unit_test(manifest_rejects_bad_instance_bounds),
         cmocka_unit_test(manifest_scheduling_reads_fields),
         cmocka_unit_test(manifest_rejects_bad_scheduling),
         cmocka_unit_test(sched_batches_split_back_per_request),

@@ -285,11 +285,12 @@ static void store_sets_wal_and_schema(void **state)
     query_one(path, "PRAGMA journal_mode", got, sizeof(got));
     assert_string_equal(got, "wal");
     query_one(path, "PRAGMA user_version", got, sizeof(got));
-    assert_string_equal(got, "1");
+    assert_string_equal(got, "2");
     query_one(path, "SELECT group_concat(name, ',') FROM (SELECT name FROM "
-              "sqlite_master ORDER BY name)", got, sizeof(got));
-    assert_string_equal(got, "alerts,models,requests,requests_ts_us,"
-                        "sqlite_autoindex_models_1");
+              "sqlite_master WHERE type = 'table' ORDER BY name)", got,
+              sizeof(got));
+    assert_string_equal(got, "alerts,audit,keys,model_limits,"
+                        "model_settings,models,requests");
     remove_db(path);
 }
 

@@ -499,18 +499,31 @@ static void parse_refuses_tensors_over_the_limit(void **state)
     parse_fails(ONE_INPUT("\"name\": \"x\", \"datatype\": \"UINT8\","
                           " \"shape\": [8192, 8193]"),
                 BMS_ERR_LIMIT, &diag);
-    assert_string_equal(diag.msg,
-                        "inputs[0].shape: more than 67108864 elements");
+    /* 8192 * 8193 = 2^26 + 2^13 */
+    assert_string_equal(diag.msg, "inputs[0].shape: 67117056 elements, more"
+                        " than the limit of 67108864");
     /* A zero dimension does not lift the bound on the others. */
     parse_fails(ONE_INPUT("\"name\": \"x\", \"datatype\": \"FP32\","
                           " \"shape\": [0, 67108864, 67108864, 67108864]"),
                 BMS_ERR_LIMIT, &diag);
-    assert_string_equal(diag.msg,
-                        "inputs[0].shape: more than 67108864 elements");
+    assert_string_equal(diag.msg, "inputs[0].shape: the dimensions other"
+                        " than 0 multiply to more than the limit of"
+                        " 67108864");
+    parse_fails(ONE_INPUT("\"name\": \"x\", \"datatype\": \"FP32\","
+                          " \"shape\": [4294967296, 4294967296]"),
+                BMS_ERR_LIMIT, &diag);
+    assert_string_equal(diag.msg, "inputs[0].shape: more than 2^63 elements,"
+                        " more than the limit of 67108864");
+    parse_fails(ONE_INPUT("\"name\": \"x\", \"datatype\": \"FP32\","
+                          " \"shape\": [0, 8192, 8193]"),
+                BMS_ERR_LIMIT, &diag);
+    assert_string_equal(diag.msg, "inputs[0].shape: the dimensions other"
+                        " than 0 multiply to more than the limit of"
+                        " 67108864");
     parse_fails(ONE_INPUT("\"name\": \"x\", \"shape\": [67108865]"),
                 BMS_ERR_LIMIT, &diag);
-    assert_string_equal(diag.msg, "inputs[0].shape[0]: 67108865 is more"
-                        " than 67108864 elements");
+    assert_string_equal(diag.msg, "inputs[0].shape: 67108865 elements, more"
+                        " than the limit of 67108864");
 }
 
 

@@ -102,6 +102,21 @@ typedef void (*bms_manager_change_fn)(void *ud, const char *name);
 void bms_manager_set_change_hook(struct bms_manager *m,
                                  bms_manager_change_fn fn, void *ud);
 
+/*
+ * The manifest a load without one of its own (config_json NULL: poll
+ * mode, the load API, start-up) uses: fn writes the document into out,
+ * or leaves out empty for the folder's config.json.  Called with the load
+ * lock held, so it must not load or unload.  A failure fails the load
+ * with its message.
+ */
+typedef enum bms_status (*bms_manager_config_fn)(void *ud, const char *name,
+                                                 struct bms_buf *out,
+                                                 struct bms_diag *diag);
+
+/* Install the config hook (NULL: none), like the change hook. */
+void bms_manager_set_config_hook(struct bms_manager *m,
+                                 bms_manager_config_fn fn, void *ud);
+
 /* How many models have a ready version now.  Thread-safe. */
 int bms_manager_n_ready(struct bms_manager *m);
 

@@ -57,6 +57,8 @@ struct bms_manager {
     int cap_models;
     bms_manager_change_fn hook;
     void *hook_ud;
+    bms_manager_config_fn config_hook;   /* under load_lock */
+    void *config_ud;
     pthread_t poller;
     int has_poller;
     int stopping;                    /* guarded by poll_lock */
@@ -498,10 +500,50 @@ static void log_load(const char *name, int64_t version, const char *what,
 }
 
 
-/* bms_manager_load with m->load_lock held. */
+void bms_manager_set_config_hook(struct bms_manager *m,
+                                 bms_manager_config_fn fn, void *ud)
+{
+    pthread_mutex_lock(&m->load_lock);
+    m->config_hook = fn;
+    m->config_ud = ud;
+    pthread_mutex_unlock(&m->load_lock);
+}
+
+
+static enum bms_status load_with(struct bms_manager *m, const char *name,
+                                 int64_t version, const char *config_json,
+                                 struct bms_diag *diag);
+
+
+/* bms_manager_load with m->load_lock held: the config hook's manifest
+ * when the caller brings none. */
 static enum bms_status load_locked(struct bms_manager *m, const char *name,
                                    int64_t version, const char *config_json,
                                    struct bms_diag *diag)
+{
+    struct bms_buf doc = {NULL, 0, 0};
+    enum bms_status rc = BMS_OK;
+
+    if (config_json == NULL && m->config_hook != NULL &&
+        has_folder(m, name)) {
+        rc = m->config_hook(m->config_ud, name, &doc, diag);
+        if (rc != BMS_OK) {
+            bms_diag_prefix(diag, "model '%s': settings", name);
+            model_failed(m, name, diag != NULL ? diag->msg : "load failed");
+        }
+    }
+    if (rc == BMS_OK) {
+        rc = load_with(m, name, version, doc.len > 0 ? doc.data
+                                                     : config_json, diag);
+    }
+    bms_buf_fini(&doc);
+    return rc;
+}
+
+
+static enum bms_status load_with(struct bms_manager *m, const char *name,
+                                 int64_t version, const char *config_json,
+                                 struct bms_diag *diag)
 {
     int64_t versions[MAX_SLOT_VERSIONS];
     struct bms_repo *repo = NULL;

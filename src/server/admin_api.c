@@ -15,10 +15,9 @@
  * at a time (config_lock), so two of them never lose each other's
  * fields.
  *
- * TODO: a reload by the manager's poll thread (config.json changed on
- * disk) loads config.json alone, so the stored settings are out of force
- * until the next PUT or restart; the manager would have to ask for the
- * overlay at every load.
+ * Every other load of a model (poll mode, the load API) gets the stored
+ * settings laid over config.json too, through the manager's config hook
+ * (config_overlay), so a saved change stays in force across reloads.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -562,6 +561,36 @@ static int restore_one(void *ud, const char *name, const char *settings,
 }
 
 
+/* Where the config hook finds the settings: one manager and store per
+ * process (bms serve). */
+static struct bms_manager *overlay_manager;
+static struct bms_store *overlay_store;
+
+
+/* The manager's config hook: config.json with the stored settings laid
+ * over it, or nothing when the model has none. */
+static enum bms_status config_overlay(void *ud, const char *name,
+                                      struct bms_buf *out,
+                                      struct bms_diag *diag)
+{
+    char *settings = NULL;
+    int64_t updated_us;
+    enum bms_status rc;
+
+    (void)ud;
+    rc = bms_store_get_settings(overlay_store, name, &settings,
+                                &updated_us, diag);
+    if (rc == BMS_ERR_NOT_FOUND) {
+        return BMS_OK;
+    }
+    if (rc == BMS_OK) {
+        rc = merged_manifest(overlay_manager, name, settings, out, diag);
+    }
+    free(settings);
+    return rc;
+}
+
+
 void bms__config_restore(struct bms_manager *m, struct bms_store *store)
 {
     struct bms_diag diag = {""};
@@ -570,6 +599,9 @@ void bms__config_restore(struct bms_manager *m, struct bms_store *store)
     if (m == NULL || store == NULL) {
         return;
     }
+    overlay_manager = m;
+    overlay_store = store;
+    bms_manager_set_config_hook(m, config_overlay, NULL);
     pthread_mutex_lock(&config_lock);
     if (bms_store_list_settings(store, restore_one, m, &diag) != BMS_OK) {
         bms__logfmt_escape(esc, sizeof(esc), diag.msg);

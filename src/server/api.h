@@ -37,8 +37,11 @@ void bms__handle_model_config(const struct bms__context *ctx,
  * At start: reload every model that has a row in the store's
  * model_settings with those settings laid over its config.json, as a
  * PUT of its config would.  Each model is logged; one that fails keeps
- * serving as config.json has it.  Accepts a NULL manager or store (does
- * nothing).  (admin_api.c)
+ * serving as config.json has it.  Also installs the manager's config
+ * hook, so that later loads without a manifest of their own (poll mode,
+ * the load API) keep the stored settings.  One manager and store per
+ * process.  Accepts a NULL manager or store (does nothing).
+ * (admin_api.c)
  */
 void bms__config_restore(struct bms_manager *m, struct bms_store *store);
 

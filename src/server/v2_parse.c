@@ -361,6 +361,78 @@ static int parse_uint64(const char *s, uint64_t *out)
 }
 
 
+/*
+ * The common case without strtod: a JSON number whose significant digits
+ * fit 2^53 and whose decimal exponent is within 22 of them.  Both the
+ * digits and the power of ten are then exact doubles, so one IEEE
+ * multiplication or division rounds the exact value once: the same
+ * double strtod gives.  Returns 0 when s is anything else.
+ */
+static int parse_short_double(const char *s, double *out)
+{
+    static const double pow10[] = {
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
+    };
+    const char *c = s;
+    int neg = *c == '-';
+    uint64_t m = 0;
+    int n_digits = 0;            /* significant digits in m */
+    int scale = 0;               /* decimal places taken into m */
+    int exp = 0;
+    double v;
+
+    c += neg;
+    for (; *c >= '0' && *c <= '9'; c++) {
+        if (m == 0 && *c == '0') {
+            continue;
+        }
+        if (++n_digits > 19) {
+            return 0;
+        }
+        m = m * 10 + (uint64_t)(*c - '0');
+    }
+    if (*c == '.') {
+        for (c++; *c >= '0' && *c <= '9'; c++) {
+            scale++;
+            if (m == 0 && *c == '0') {
+                continue;
+            }
+            if (++n_digits > 19) {
+                return 0;
+            }
+            m = m * 10 + (uint64_t)(*c - '0');
+        }
+    }
+    if (*c == 'e' || *c == 'E') {
+        int eneg;
+        int n = 0;
+
+        c++;
+        eneg = *c == '-';
+        c += *c == '-' || *c == '+';
+        for (; *c >= '0' && *c <= '9'; c++) {
+            if (++n > 3) {
+                return 0;
+            }
+            exp = exp * 10 + (*c - '0');
+        }
+        if (n == 0) {
+            return 0;
+        }
+        exp = eneg ? -exp : exp;
+    }
+    exp -= scale;
+    if (*c != '\0' || m > ((uint64_t)1 << 53) || exp < -22 || exp > 22) {
+        return 0;
+    }
+    v = (double)m;
+    v = exp < 0 ? v / pow10[-exp] : v * pow10[exp];
+    *out = neg ? -v : v;
+    return 1;
+}
+
+
 /* Parse a floating-point text.  Returns 0, or 2 when it overflows FP64;
  * an underflow gives the nearest representable value. */
 static int parse_double(const char *s, double *out)
@@ -368,6 +440,9 @@ static int parse_double(const char *s, double *out)
     char *end;
     double v;
 
+    if (parse_short_double(s, out)) {
+        return 0;
+    }
     errno = 0;
     v = strtod(s, &end);
     if (*end != '\0') {
@@ -607,6 +682,7 @@ static int data_element(struct parser *p, const struct event *ev)
 {
     struct bms__v2_input *in = cur_input(p);
     char text[NUMBER_MAX];
+    size_t len;
     int64_t index = in->n_elems + p->n_pending;
 
     if (p->leaf_level == 0) {
@@ -620,7 +696,8 @@ static int data_element(struct parser *p, const struct event *ev)
                     field(p), (long long)p->max_elems);
     }
     if (ev->type == EV_BOOL) {
-        snprintf(text, sizeof(text), "%s", ev->flag ? "true" : "false");
+        len = (size_t)snprintf(text, sizeof(text), "%s",
+                               ev->flag ? "true" : "false");
     } else if (ev->len >= sizeof(text)) {
         return fail(p, BMS_ERR_INVALID, "%s[%lld]: number longer than %d"
                     " characters", field(p), (long long)index,
@@ -628,17 +705,18 @@ static int data_element(struct parser *p, const struct event *ev)
     } else {
         memcpy(text, ev->text, ev->len);
         text[ev->len] = '\0';
+        len = ev->len;
     }
 
     /* Without the datatype yet, keep the text for the input's end. */
     if (!p->seen.datatype) {
         p->n_pending++;
-        if (bms_buf_append(&p->pending, text, strlen(text) + 1) != BMS_OK) {
+        if (bms_buf_append(&p->pending, text, len + 1) != BMS_OK) {
             return fail_nomem(p);
         }
         return 1;
     }
-    if (!store_element(p, in, index, text, strlen(text))) {
+    if (!store_element(p, in, index, text, len)) {
         return 0;
     }
     in->n_elems++;

@@ -257,6 +257,22 @@ class AdminTest(unittest.TestCase):
         self.assertEqual((sched["max_batch_size"], sched["instances"]),
                          (0, 1))
 
+    def test_saved_settings_survive_a_reload_without_a_manifest(self):
+        # A load through the repository API (as poll mode does it) brings
+        # no manifest: the saved settings are laid over config.json again.
+        resp = self.put_config("beta", {"scheduling": {"max_batch_size": 8}})
+        self.assertEqual(resp.status, 200, resp)
+        resp = self.call("POST", "/v2/repository/models/beta/load", b"")
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(self.metadata_scheduling("beta")["max_batch_size"],
+                         8)
+        resp = self.put_config("beta", {"scheduling": None})
+        self.assertEqual(resp.status, 200, resp)
+        resp = self.call("POST", "/v2/repository/models/beta/load", b"")
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(self.metadata_scheduling("beta")["max_batch_size"],
+                         0)
+
     def test_bad_config_value_is_400_naming_the_field(self):
         def fields():
             sched = self.metadata_scheduling("alpha")

@@ -151,6 +151,80 @@ struct dtype_case {
 };
 
 
+/* Write a pseudo-random JSON number for case k into out: 1 to 20
+ * significant digits, a decimal point somewhere or none, an exponent or
+ * none, so that the parser's short path and its strtod fallback both
+ * get their share. */
+static void random_number(uint64_t *seed, char *out, size_t size)
+{
+    char digits[24];
+    int n;
+    int point;
+    int exp;
+    size_t len = 0;
+
+    *seed = *seed * 6364136223846793005u + 1442695040888963407u;
+    n = 1 + (int)((*seed >> 33) % 20);
+    point = (int)((*seed >> 40) % (uint64_t)(n + 1));
+    exp = (int)((*seed >> 48) % 61) - 30;
+    for (int i = 0; i < n; i++) {
+        *seed = *seed * 6364136223846793005u + 1442695040888963407u;
+        digits[i] = (char)('0' + (*seed >> 59) % 10);
+    }
+    if (digits[0] == '0' && point != 1 && n > 1) {
+        digits[0] = '7';        /* JSON has no leading zeros */
+    }
+    if ((*seed >> 20) & 1) {
+        out[len++] = '-';
+    }
+    for (int i = 0; i < n; i++) {
+        if (i == point && i > 0) {
+            out[len++] = '.';
+        }
+        out[len++] = digits[i];
+    }
+    if ((*seed >> 21) & 1) {
+        len += (size_t)snprintf(out + len, size - len, "e%d", exp);
+    }
+    out[len] = '\0';
+}
+
+
+static void parse_floats_equal_strtod(void **state)
+{
+    enum { N = 4000 };
+    struct bms_buf body = {NULL, 0, 0};
+    struct bms__v2_request *req;
+    double *want = malloc(N * sizeof(*want));
+    const double *got;
+    uint64_t seed = 42;
+    char text[64];
+
+    (void)state;
+    assert_non_null(want);
+    assert_int_equal(bms_buf_printf(&body, "{\"inputs\": [{\"name\": "
+                                    "\"v\", \"datatype\": \"FP64\", "
+                                    "\"shape\": [%d], \"data\": [", N),
+                     BMS_OK);
+    for (int i = 0; i < N; i++) {
+        random_number(&seed, text, sizeof(text));
+        want[i] = strtod(text, NULL);
+        assert_int_equal(bms_buf_printf(&body, "%s%s", i > 0 ? ", " : "",
+                                        text), BMS_OK);
+    }
+    assert_int_equal(bms_buf_puts(&body, "]}]}"), BMS_OK);
+    req = parse_ok(body.data);
+    got = (const double *)req->inputs[0].data.data;
+    for (int i = 0; i < N; i++) {
+        /* Bit for bit what the C library reads. */
+        assert_memory_equal(&got[i], &want[i], sizeof(double));
+    }
+    bms__v2_request_destroy(req);
+    bms_buf_fini(&body);
+    free(want);
+}
+
+
 static void parse_each_datatype_at_its_limits(void **state)
 {
     static const uint8_t b[] = {1, 0, 1};
@@ -910,6 +984,7 @@ int bms_test_v2(int *n_tests)
         cmocka_unit_test(parse_accepts_keys_in_any_order),
         cmocka_unit_test(parse_nested_data_before_shape),
         cmocka_unit_test(parse_each_datatype_at_its_limits),
+        cmocka_unit_test(parse_floats_equal_strtod),
         cmocka_unit_test(parse_ignores_unknown_keys),
         cmocka_unit_test(parse_reads_output_parameters),
         cmocka_unit_test(parse_empty_data_with_zero_batch),

@@ -221,6 +221,13 @@ enum bms_status bms_routing_weights_parse(const char *json, size_t len,
 
 void bms_manifest_destroy(struct bms_manifest *manifest);
 
+/*
+ * Whether name (len bytes) may name a model: 1 to 127 characters of
+ * [A-Za-z0-9_.-], not starting with '.' (so never "." or "..", and never
+ * a hidden folder).  Every place a name comes from outside checks it.
+ */
+int bms_model_name_valid(const char *name, size_t len);
+
 /* One loaded model version, ready to run. */
 struct bms_served;
 

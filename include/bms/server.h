@@ -37,6 +37,9 @@ struct bms_server_config {
     int64_t max_elements;    /* tensor elements in one request; 0: a
                               * default */
     int64_t max_request_ms;  /* longest a request may take; 0: none */
+    int max_client_connections;  /* open connections from one client
+                              * address; 0: a default (256); -1: no
+                              * limit but the server's (1024) */
     size_t cache_size;       /* bytes of the response cache over every
                               * model; 0: a default (64 MiB) */
 };

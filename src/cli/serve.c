@@ -49,6 +49,8 @@ struct serve_opts {
     const char *tls_cert;        /* PEM files; both or neither: HTTPS */
     const char *tls_key;
     size_t max_header_size;      /* bytes; 0: the server's default */
+    int max_client_connections;  /* per client address; 0: the server's
+                                  * default; -1: none (the flag's 0) */
     int64_t max_elements;        /* per input tensor; 0: the default */
     int64_t max_request_ms;      /* 0: no cap */
     int poll_s;                  /* rescan the repository; 0: never */
@@ -68,6 +70,7 @@ enum {
     OPT_TLS_KEY,
     OPT_MAX_HEADER,
     OPT_MAX_ELEMENTS,
+    OPT_MAX_CLIENT_CONNS,
     OPT_MAX_REQUEST_MS,
     OPT_MAX_BODY_BYTES,
     OPT_POLL_S,
@@ -88,6 +91,8 @@ static const struct option long_opts[] = {
     { "tls-key", required_argument, NULL, OPT_TLS_KEY },
     { "max-header-bytes", required_argument, NULL, OPT_MAX_HEADER },
     { "max-elements", required_argument, NULL, OPT_MAX_ELEMENTS },
+    { "max-connections-per-client", required_argument, NULL,
+      OPT_MAX_CLIENT_CONNS },
     { "max-request-ms", required_argument, NULL, OPT_MAX_REQUEST_MS },
     { "poll-s", required_argument, NULL, OPT_POLL_S },
     { "no-auth", no_argument, NULL, OPT_NO_AUTH },
@@ -134,6 +139,13 @@ static int parse_limit(int c, const char *arg, struct serve_opts *opts)
         }
         opts->max_header_size = (size_t)v;
         return 0;
+    case OPT_MAX_CLIENT_CONNS:
+        if (bms__cli_parse_long("serve", "max-connections-per-client", arg,
+                                0, 1024, &v) != 0) {
+            return -1;
+        }
+        opts->max_client_connections = v == 0 ? -1 : (int)v;
+        return 0;
     case OPT_MAX_ELEMENTS:
         if (bms__cli_parse_long("serve", "max-elements", arg, 1,
                                 MAX_ELEMENTS, &v) != 0) {
@@ -167,6 +179,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *opts)
     opts->tls_cert = NULL;
     opts->tls_key = NULL;
     opts->max_header_size = 0;
+    opts->max_client_connections = 0;
     opts->max_elements = 0;
     opts->max_request_ms = 0;
     opts->poll_s = 0;
@@ -217,6 +230,7 @@ static int parse_opts(int argc, char **argv, struct serve_opts *opts)
             break;
         case OPT_MAX_HEADER:
         case OPT_MAX_ELEMENTS:
+        case OPT_MAX_CLIENT_CONNS:
         case OPT_MAX_REQUEST_MS:
             if (parse_limit(c, optarg, opts) != 0) {
                 return BMS__EXIT_USAGE;
@@ -311,6 +325,7 @@ static int run_server(const struct serve_opts *opts,
     config.tls_cert = opts->tls_cert;
     config.tls_key = opts->tls_key;
     config.max_header_size = opts->max_header_size;
+    config.max_client_connections = opts->max_client_connections;
     config.max_elements = opts->max_elements;
     config.max_request_ms = opts->max_request_ms;
     config.manager = manager;

@@ -1225,7 +1225,17 @@ enum bms_status bms_routing_weights_parse(const char *json, size_t len,
     if (rc != BMS_OK) {
         return rc;
     }
-    rc = parse_weights(root, "", 1, out, diag);
+    for (size_t i = 0; i < root->u.object.len; i++) {
+        if (strcmp(root->u.object.keys[i], "weights") != 0) {
+            rc = bms_diag_set(diag, BMS_ERR_INVALID, "body: unknown member "
+                              "'%.64s' (expected only \"weights\")",
+                              root->u.object.keys[i]);
+            break;
+        }
+    }
+    if (rc == BMS_OK) {
+        rc = parse_weights(root, "", 1, out, diag);
+    }
     yajl_tree_free(root);
     free(text);
     return rc;

@@ -112,10 +112,8 @@ static void log_safe(const char *s, char *buf, size_t size)
 
 
 /* [A-Za-z0-9_.-]{1,127}, not starting with '.'. */
-static int valid_model_name(const char *name)
+int bms_model_name_valid(const char *name, size_t len)
 {
-    size_t len = strlen(name);
-
     if (len == 0 || len > MODEL_NAME_MAX || name[0] == '.') {
         return 0;
     }
@@ -130,6 +128,12 @@ static int valid_model_name(const char *name)
         }
     }
     return 1;
+}
+
+
+static int valid_model_name(const char *name)
+{
+    return bms_model_name_valid(name, strlen(name));
 }
 
 

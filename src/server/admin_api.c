@@ -124,7 +124,8 @@ static int window_args(const struct bms__context *ctx, struct window *w,
                        struct bms__reply *reply)
 {
     static const char time_what[] =
-        "microseconds since the Unix epoch, a non-negative integer";
+        "microseconds since the Unix epoch, an integer in "
+        "0..4611686018427387904";
 
     w->limit = BMS_REQUEST_QUERY_DEFAULT;
     w->offset = 0;
@@ -132,8 +133,9 @@ static int window_args(const struct bms__context *ctx, struct window *w,
     w->until_us = 0;
     if (int_arg(ctx, "limit", 1, BMS_REQUEST_QUERY_MAX,
                 "an integer in 1..1000", &w->limit, reply) != 0 ||
-        int_arg(ctx, "offset", 0, ARG_INT_MAX, "a non-negative integer",
-                &w->offset, reply) != 0 ||
+        int_arg(ctx, "offset", 0, ARG_INT_MAX,
+                "an integer in 0..4611686018427387904", &w->offset,
+                reply) != 0 ||
         int_arg(ctx, "since", 0, ARG_INT_MAX, time_what, &w->since_us,
                 reply) != 0 ||
         int_arg(ctx, "until", 1, ARG_INT_MAX, time_what, &w->until_us,
@@ -276,9 +278,33 @@ static int request_args(const struct bms__context *ctx,
 }
 
 
+/* 400 naming a query argument the route does not take, or one given
+ * twice; returns non-zero then. */
+static int args_known(const struct bms__context *ctx,
+                      const char *const *allowed, struct bms__reply *reply)
+{
+    char bad[80];
+    char msg[160];
+    int repeated = 0;
+
+    if (ctx->query_check == NULL ||
+        !ctx->query_check(ctx->query_ud, allowed, bad, sizeof(bad),
+                          &repeated)) {
+        return 0;
+    }
+    snprintf(msg, sizeof(msg), repeated ? "%s: given more than once"
+                                        : "%s: unknown query argument", bad);
+    bms__reply_error(reply, 400, msg);
+    return -1;
+}
+
+
 void bms__handle_requests(const struct bms__context *ctx,
                           struct bms__reply *reply)
 {
+    static const char *const allowed[] = {
+        "model", "key", "outcome", "since", "until", "limit", "offset", NULL
+    };
     struct record_list list = { { &reply->body, BMS_OK }, 0 };
     struct bms_request_filter f;
     struct bms_diag diag = {""};
@@ -290,7 +316,8 @@ void bms__handle_requests(const struct bms__context *ctx,
         bms__reply_error(reply, 503, "no store: requests are not recorded");
         return;
     }
-    if (request_args(ctx, &f, &w, reply) != 0) {
+    if (args_known(ctx, allowed, reply) != 0 ||
+        request_args(ctx, &f, &w, reply) != 0) {
         return;
     }
 
@@ -361,6 +388,9 @@ static int count_audit(void *ud, const struct bms_audit_record *a)
 void bms__handle_audit(const struct bms__context *ctx,
                        struct bms__reply *reply)
 {
+    static const char *const allowed[] = {
+        "target", "since", "until", "limit", "offset", NULL
+    };
     struct audit_list list = { { &reply->body, BMS_OK }, 0 };
     struct bms_audit_filter f;
     struct bms_diag diag = {""};
@@ -373,7 +403,8 @@ void bms__handle_audit(const struct bms__context *ctx,
         return;
     }
     memset(&f, 0, sizeof(f));
-    if (window_args(ctx, &w, reply) != 0 ||
+    if (args_known(ctx, allowed, reply) != 0 ||
+        window_args(ctx, &w, reply) != 0 ||
         text_arg(ctx, "target", 159, &f.target, reply) != 0) {
         return;
     }
@@ -810,6 +841,22 @@ static yajl_val obj_member(yajl_val obj, const char *key)
 }
 
 
+/* Whether key is a member a config PUT may change. */
+static int setting_known(const char *key)
+{
+    static const char *const known[] = {
+        "scheduling", "health", "qos", "cache", "routing", "version_policy"
+    };
+
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (strcmp(key, known[i]) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+
 /* "rate_limit": null (no limit) or {"requests_per_s": x, "burst": n}. */
 static int parse_rate_limit(yajl_val v, struct config_change *c,
                             struct bms__reply *reply)
@@ -868,10 +915,21 @@ static int parse_change(const char *body, size_t body_len,
         return -1;
     }
     for (size_t i = 0; i < root->u.object.len && !bad; i++) {
-        if (strcmp(root->u.object.keys[i], "rate_limit") == 0) {
+        const char *key = root->u.object.keys[i];
+
+        if (strcmp(key, "rate_limit") == 0) {
             bad = parse_rate_limit(root->u.object.values[i], c, reply);
-        } else {
+        } else if (setting_known(key)) {
             c->reload = 1;
+        } else {
+            char msg[200];
+
+            /* A misspelt member would be saved and change nothing. */
+            snprintf(msg, sizeof(msg), "body: unknown member '%.64s' (one "
+                     "of scheduling, health, qos, cache, rate_limit, "
+                     "routing, version_policy)", key);
+            bms__reply_error(reply, 400, msg);
+            bad = -1;
         }
     }
     yajl_tree_free(root);

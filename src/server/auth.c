@@ -1042,7 +1042,8 @@ int bms__auth_check(struct bms__auth *auth, const struct bms__route *route,
         e = authenticate(auth, authorization, reply);
         rc = e == NULL ? -1 : admit(e, need, route, reply);
     }
-    if (rc == 0 && route->kind == BMS__ROUTE_INFER) {
+    if (rc == 0 && route->kind == BMS__ROUTE_INFER &&
+        strcmp(method, "POST") == 0) {
         m = find_limit(&auth->cache, route->model);
     }
     if (rc == 0) {

@@ -19,6 +19,7 @@
 
 #include <yajl/yajl_tree.h>
 
+#include "bms/repo.h"
 #include "server/api.h"
 #include "server/auth.h"
 #include "server/v2_json.h"
@@ -104,9 +105,10 @@ static enum bms_status body_models(yajl_val v, struct bms_key *key,
         const char *name = YAJL_GET_STRING(m);
         size_t len = name != NULL ? strlen(name) : 0;
 
-        if (name == NULL || len == 0 || strchr(name, ',') != NULL) {
+        if (name == NULL || !bms_model_name_valid(name, len)) {
             return bms_diag_set(diag, BMS_ERR_INVALID, "models[%zu]: "
-                                "expected a model name", i);
+                                "expected a model name (A-Z a-z 0-9 _ . -, "
+                                "not starting with '.')", i);
         }
         if (used + len + 2 > sizeof(key->models)) {
             return bms_diag_set(diag, BMS_ERR_INVALID, "models: longer "
@@ -135,6 +137,13 @@ static enum bms_status body_string(yajl_val v, const char *field, char *out,
     if (strlen(s) >= size) {
         return bms_diag_set(diag, BMS_ERR_INVALID, "%s: longer than %zu "
                             "characters", field, size - 1);
+    }
+    for (const char *c = s; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "%s: a control "
+                                "character at %zu", field,
+                                (size_t)(c - s) + 1);
+        }
     }
     snprintf(out, size, "%s", s);
     return BMS_OK;
@@ -202,6 +211,13 @@ static enum bms_status parse_body(const char *body, size_t len, int allowed,
     if (memchr(body, '\0', len) != NULL) {
         return bms_diag_set(diag, BMS_ERR_INVALID, "body: contains a NUL "
                             "byte");
+    }
+    for (size_t i = 0; i + 6 <= len; i++) {
+        /* The tree parser would cut the string there, unseen. */
+        if (memcmp(body + i, "\\u0000", 6) == 0) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "body: \\u0000 in "
+                                "a string");
+        }
     }
     text = malloc(len + 1);
     if (text == NULL) {

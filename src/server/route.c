@@ -106,6 +106,10 @@ static enum bms_status parse_name(const struct segment *seg, char *out,
                                 "A-Z a-z 0-9 _ . -", i + 1);
         }
     }
+    if (!bms_model_name_valid(seg->s, seg->len)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID,
+                            "model name: may not start with '.'");
+    }
     memcpy(out, seg->s, seg->len);
     out[seg->len] = '\0';
     return BMS_OK;

@@ -147,6 +147,12 @@ struct bms_manager;        /* bms/manager.h */
  * NULL when absent. */
 typedef const char *(*bms__query_fn)(void *ud, const char *name);
 
+/* The first query argument that is not one of allowed (a NULL-ended
+ * list) or comes twice, copied into bad (size bytes); returns 1 then
+ * and sets *repeated, else 0. */
+typedef int (*bms__query_check_fn)(void *ud, const char *const *allowed,
+                                   char *bad, size_t size, int *repeated);
+
 struct bms__context {
     struct bms_repo *repo;
     struct bms_sched *sched;   /* NULL: infer runs on the caller's thread */
@@ -160,6 +166,7 @@ struct bms__context {
     struct bms__cache *cache;  /* NULL: no response cache */
     struct bms_manager *manager;   /* NULL: the repository is fixed */
     bms__query_fn query;       /* NULL: no query string */
+    bms__query_check_fn query_check;   /* NULL: not checked */
     void *query_ud;
     int64_t max_elements;      /* elements one input tensor may hold;
                                 * 0: BMS__V2_MAX_ELEMS */

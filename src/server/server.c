@@ -34,6 +34,7 @@
 #define DEFAULT_MAX_BODY_SIZE ((size_t)64 << 20)   /* bytes */
 #define CONNECTION_TIMEOUT_S 10u     /* idle or stalled connections */
 #define CONNECTION_LIMIT 1024u
+#define CLIENT_CONNECTIONS 256u      /* default per client address */
 #define MAX_THREADS 256
 #define QUEUED_THREADS 64            /* default with a scheduler */
 #define DRAIN_TIMEOUT_US 5000000     /* wait for requests in flight */
@@ -86,6 +87,7 @@ struct request {
     int64_t bytes_out;
     char error[256];
     struct bms__principal who;   /* the caller, set by the auth check */
+    int headers_seen;            /* on_headers ran */
     int n_auth_headers;          /* rate-limit headers for the answer */
     struct bms__header auth_headers[2];
     struct bms__reply *refusal;  /* the auth check's answer to a request
@@ -296,6 +298,54 @@ static const char *query_arg(void *ud, const char *name)
 }
 
 
+struct arg_check {
+    const char *const *allowed;
+    unsigned seen;               /* bit i: allowed[i] came */
+    char *bad;
+    size_t size;
+    int found;
+    int repeated;
+};
+
+
+static enum MHD_Result check_one_arg(void *cls, enum MHD_ValueKind kind,
+                                     const char *key, const char *value)
+{
+    struct arg_check *a = cls;
+    int i = 0;
+
+    (void)kind;
+    (void)value;
+    if (a->found) {
+        return MHD_NO;
+    }
+    while (a->allowed[i] != NULL && strcmp(a->allowed[i], key) != 0) {
+        i++;
+    }
+    if (a->allowed[i] == NULL || i >= 32 || (a->seen >> i & 1u)) {
+        a->found = 1;
+        a->repeated = a->allowed[i] != NULL;
+        bms__logfmt_escape(a->bad, a->size, key);
+        return MHD_NO;
+    }
+    a->seen |= 1u << i;
+    return MHD_YES;
+}
+
+
+/* bms__query_check_fn over the connection's query arguments. */
+static int query_check(void *ud, const char *const *allowed, char *bad,
+                       size_t size, int *repeated)
+{
+    struct arg_check a = { allowed, 0, bad, size, 0, 0 };
+
+    MHD_get_connection_values(ud, MHD_GET_ARGUMENT_KIND, check_one_arg,
+                              &a);
+    *repeated = a.repeated;
+    return a.found;
+}
+
+
 /* Answer a request whose body (if any) has been received whole. */
 /* Whether the Content-Encoding value s names coding (spaces around it
  * allowed, case ignored). */
@@ -411,6 +461,7 @@ static enum MHD_Result answer(struct request *req,
                                                      "Timeout-Ms");
     ctx.start_us = req->start_us;
     ctx.query = query_arg;
+    ctx.query_check = query_check;
     ctx.query_ud = conn;
     ctx.max_elements = req->server->max_elements;
     ctx.max_request_ms = req->server->max_request_ms;
@@ -445,6 +496,20 @@ static int has_body(struct MHD_Connection *conn)
  * 0 to go on; else 1 with *ret the result for libmicrohttpd.  A passing
  * check keeps its rate-limit headers for the answer.
  */
+/* Counts the Authorization headers of a request. */
+static enum MHD_Result count_authorization(void *cls, enum MHD_ValueKind kind,
+                                           const char *key,
+                                           const char *value)
+{
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
+        (*(int *)cls)++;
+    }
+    return MHD_YES;
+}
+
+
 static int authorize(struct request *req, struct MHD_Connection *conn,
                      const char *method, enum MHD_Result *ret)
 {
@@ -457,6 +522,12 @@ static int authorize(struct request *req, struct MHD_Connection *conn,
     }
     authorization = MHD_lookup_connection_value(
         conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    n = 0;
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_authorization,
+                              &n);
+    if (n > 1) {
+        authorization = "";      /* two credentials: neither is taken */
+    }
     memset(&reply, 0, sizeof(reply));
     if (bms__auth_check(req->server->auth, &req->route, method,
                         authorization, &req->who, &reply) == 0) {
@@ -573,6 +644,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
             return MHD_NO;
         }
         *con_cls = req;
+    }
+    if (strcmp(method, MHD_HTTP_METHOD_HEAD) == 0) {
+        /* Answered as GET; libmicrohttpd sends the headers alone. */
+        method = MHD_HTTP_METHOD_GET;
+    }
+    if (*upload_data_size == 0 && !req->headers_seen) {
+        req->headers_seen = 1;
         return on_headers(req, conn, method);
     }
     if (*upload_data_size > 0) {
@@ -846,6 +924,7 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
                          MHD_USE_ERROR_LOG;
     struct MHD_OptionItem tls_opts[3];
     size_t max_header_size;
+    unsigned int client_connections;
     int n_threads;
 
     if (rc != BMS_OK) {
@@ -868,6 +947,10 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
     atomic_init(&server->stopping, 0);
     server->max_elements = config->max_elements;
     server->max_request_ms = config->max_request_ms;
+    client_connections = config->max_client_connections == 0
+                         ? CLIENT_CONNECTIONS
+                         : config->max_client_connections < 0
+                         ? 0u : (unsigned int)config->max_client_connections;
     max_header_size = config->max_header_size ? config->max_header_size
                                               : DEFAULT_MAX_HEADER_SIZE;
     rc = tls_options(config, server, &flags, tls_opts, diag);
@@ -905,6 +988,7 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)n_threads,
         MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, CONNECTION_LIMIT,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, client_connections,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, server,
         MHD_OPTION_UNESCAPE_CALLBACK, on_unescape, server,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, max_header_size,

@@ -93,7 +93,9 @@ static void weights_parse_rejects_bad_documents(void **state)
     expect_refused("{\"weights\": {\"1\": 1000001}}", "weights.1:");
     expect_refused("{\"weights\": [90, 10]}", "weights: expected an "
                    "object");
-    expect_refused("{\"weigths\": {\"1\": 1}}", "weights: expected");
+    expect_refused("{\"weigths\": {\"1\": 1}}", "unknown member 'weigths'");
+    expect_refused("{\"weights\": {\"1\": 1}, \"x\": 1}",
+                   "unknown member 'x'");
     expect_refused("[1]", "body: expected a JSON object");
     expect_refused("{\"weights\": ", "body:");
     expect_refused("{\"weights\": {\"1\": 1, \"1\": 2}}", "weights.1: "

@@ -91,6 +91,10 @@ struct bms_sched_config {
                                   * not asked (no autoscaling) */
     int64_t scale_down_after_s;  /* quiet period before one instance
                                   * goes; default 30 */
+    int64_t scale_up_wait_ms;    /* requests that waited longer than this
+                                  * in the queue, on average over a look,
+                                  * count as pressure; default 10; 0:
+                                  * queue depth alone */
 };
 
 /* Fill config with the defaults above. */

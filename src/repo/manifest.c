@@ -437,6 +437,7 @@ void bms_sched_config_default(struct bms_sched_config *config)
     config->min_instances = 1;
     config->max_instances = 1;
     config->scale_down_after_s = 30;
+    config->scale_up_wait_ms = 10;
 }
 
 
@@ -596,6 +597,7 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     int64_t min_inst = 0;
     int64_t max_inst = 0;
     int64_t quiet = c->scale_down_after_s;
+    int64_t wait = c->scale_up_wait_ms;
     int has_instances;
     enum bms_status rc;
 
@@ -637,6 +639,10 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
                            &quiet, diag);
     }
     if (rc == BMS_OK) {
+        rc = get_sched_int(v, "scale_up_wait_ms", 0, SCHED_QUIET_MAX_S * 1000,
+                           &wait, diag);
+    }
+    if (rc == BMS_OK) {
         rc = parse_isolation(v, c, diag);
     }
     if (rc != BMS_OK) {
@@ -651,6 +657,7 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     c->min_instances = (int)min_inst;
     c->max_instances = (int)max_inst;
     c->scale_down_after_s = quiet;
+    c->scale_up_wait_ms = wait;
     c->max_queue_size = (int)queue;
     c->max_batch_size = (int)batch;
     c->max_queue_delay_us = delay;

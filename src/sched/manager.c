@@ -479,6 +479,7 @@ static void log_load(const char *name, int64_t version, const char *what,
                      const struct bms_diag *diag)
 {
     char esc[BMS_DIAG_SIZE];
+    char which[24];
     size_t i = 0;
 
     /* Quotes and line breaks out of the logged reason. */
@@ -489,13 +490,17 @@ static void log_load(const char *name, int64_t version, const char *what,
         esc[i] = c == '"' ? '\'' : (c == '\n' || c == '\r') ? ' ' : c;
     }
     esc[i] = '\0';
+    if (version > 0) {
+        snprintf(which, sizeof(which), "%lld", (long long)version);
+    } else {
+        snprintf(which, sizeof(which), "policy");  /* all it selects */
+    }
     if (diag != NULL) {
         bms_log(BMS_LOG_ERROR, "manager", "msg=\"%s\" model=%s "
-                "version=%lld error=\"%s\"", what, name, (long long)version,
-                esc);
+                "version=%s error=\"%s\"", what, name, which, esc);
     } else {
         bms_log(BMS_LOG_INFO, "manager", "msg=\"%s\" model=%s "
-                "version=%lld", what, name, (long long)version);
+                "version=%s", what, name, which);
     }
 }
 

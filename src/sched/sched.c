@@ -18,8 +18,9 @@
  * Autoscaling ("scheduling.min_instances" < "max_instances"): room is
  * made for max_instances workers, and workers[0..n_workers) run.  A
  * scaler thread looks at each such queue every SCALE_TICK_US: requests
- * waiting while every instance is busy, in SCALE_UP_LOOKS of the last
- * SCALE_WINDOW looks, start one more instance (its session made off the
+ * waiting while every instance is busy, or requests that waited longer
+ * than scale_up_wait_ms on average since the last look, in
+ * SCALE_UP_LOOKS of the last SCALE_WINDOW looks, start one more instance (its session made off the
  * lock, on the scaler's thread); no request waiting and an instance to
  * spare for scale_down_after_s retire the last one, which finishes what
  * it runs and is joined.
@@ -106,8 +107,9 @@ struct queue {
     int cap_workers;             /* room in workers: max_instances */
     int autoscale;               /* min_instances < max_instances */
     int n_cores;                 /* for the sessions of new instances */
-    unsigned pressure_looks;     /* bit k: look k ago saw jobs waiting
-                                  * with every instance busy */
+    unsigned pressure_looks;     /* bit k: look k ago saw pressure */
+    int64_t wait_sum_us;         /* queue waits of the jobs started */
+    int64_t wait_n;              /* since the last look */
     int64_t quiet_since_us;      /* nothing waited, one instance spare */
     int64_t scale_ups;
     int64_t scale_downs;
@@ -651,6 +653,14 @@ static void *worker_main(void *arg)
             continue;
         }
 
+        if (q->autoscale) {
+            int64_t now_us = bms_now_us();
+
+            for (int i = 0; i < n; i++) {
+                q->wait_sum_us += now_us - w->batch[i]->enqueued_us;
+            }
+            q->wait_n += n;
+        }
         pthread_cond_broadcast(&q->work);
         pthread_mutex_unlock(&q->lock);
         n_runs = run_batch(w, n);
@@ -960,14 +970,19 @@ static int scale_decide(struct queue *q, int64_t now_us)
 {
     int64_t quiet_us = q->cfg.scale_down_after_s * 1000000;
     int decision = 0;
+    int waited;
 
     pthread_mutex_lock(&q->lock);
     if (q->stopping) {
         pthread_mutex_unlock(&q->lock);
         return 0;
     }
+    waited = q->cfg.scale_up_wait_ms > 0 && q->wait_n > 0 &&
+             q->wait_sum_us / q->wait_n > q->cfg.scale_up_wait_ms * 1000;
+    q->wait_sum_us = 0;
+    q->wait_n = 0;
     q->pressure_looks = (q->pressure_looks << 1 |
-                         (q->stats.queued > 0 && all_busy(q))) &
+                         ((q->stats.queued > 0 && all_busy(q)) || waited)) &
                         ((1u << SCALE_WINDOW) - 1);
     if (__builtin_popcount(q->pressure_looks) >= SCALE_UP_LOOKS &&
         q->n_workers < q->cfg.max_instances) {

@@ -931,6 +931,8 @@ static void write_meta_sched(struct bms__json *j,
     bms__json_int(j, c.max_instances);
     bms__json_raw(j, ",\"scale_down_after_s\":");
     bms__json_int(j, c.scale_down_after_s);
+    bms__json_raw(j, ",\"scale_up_wait_ms\":");
+    bms__json_int(j, c.scale_up_wait_ms);
     bms__json_raw(j, ",\"max_concurrency\":");
     bms__json_int(j, c.max_concurrency);
     bms__json_raw(j, ",\"isolation\":");

@@ -88,6 +88,7 @@ class AutoscaleTest(unittest.TestCase):
         self.assertEqual(sched["min_instances"], 1)
         self.assertEqual(sched["max_instances"], 2)
         self.assertEqual(sched["scale_down_after_s"], 1)
+        self.assertEqual(sched["scale_up_wait_ms"], 10)
         self.assertEqual(sched["stats"]["instances"], 1)
         ups_before = sched["stats"]["scale_ups"]
         downs_before = sched["stats"]["scale_downs"]

@@ -224,6 +224,7 @@ static void manifest_instance_bounds_settle(void **state)
     assert_int_equal(m->sched.min_instances, 3);
     assert_int_equal(m->sched.max_instances, 3);
     assert_int_equal(m->sched.scale_down_after_s, 30);
+    assert_int_equal(m->sched.scale_up_wait_ms, 10);
     bms_manifest_destroy(m);
 
     /* Bounds alone: start at the lower one. */
@@ -258,6 +259,8 @@ static void manifest_rejects_bad_instance_bounds(void **state)
                 "scheduling.max_instances: expected an integer in 1..");
     parse_fails("{\"scheduling\": {\"scale_down_after_s\": 0}}",
                 "scheduling.scale_down_after_s:");
+    parse_fails("{\"scheduling\": {\"scale_up_wait_ms\": -1}}",
+                "scheduling.scale_up_wait_ms:");
 }
 
 

@@ -20,10 +20,10 @@
  * scaler thread looks at each such queue every SCALE_TICK_US: requests
  * waiting while every instance is busy, or requests that waited longer
  * than scale_up_wait_ms on average since the last look, in
- * SCALE_UP_LOOKS of the last SCALE_WINDOW looks, start one more instance (its session made off the
- * lock, on the scaler's thread); no request waiting and an instance to
- * spare for scale_down_after_s retire the last one, which finishes what
- * it runs and is joined.
+ * SCALE_UP_LOOKS of the last SCALE_WINDOW looks, start one more instance
+ * (its session made off the lock, on the scaler's thread); no request
+ * waiting and an instance to spare for scale_down_after_s retire the
+ * last one, which finishes what it runs and is joined.
  */
 #include <errno.h>
 #include <inttypes.h>

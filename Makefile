@@ -69,6 +69,10 @@ $(EMBED_H): docs/openapi.json web/docs.html
 	  echo "};"; done; } > $@.tmp && mv $@.tmp $@
 $(BUILD)/obj/src/server/docs.o $(BUILD)/fuzz/obj/src/server/docs.o: $(EMBED_H)
 
+# The direct convolution shares a batch out with OpenMP pragmas.
+$(BUILD)/obj/src/engine/ops/conv.o: CFLAGS += -fopenmp
+$(BUILD)/obj/src/engine/ops/blas.o: CFLAGS += -fopenmp
+
 $(BUILD)/obj/%.o: %.c | $(GEN_H)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@

@@ -77,6 +77,18 @@ enum bms_status bms_session_run(struct bms_session *session,
                                 struct bms_tensor *outputs,
                                 struct bms_diag *diag);
 
+/*
+ * Per-node timing, for finding where a model's time goes: once on, every
+ * run of the session adds each top-level node's wall time to its total.
+ * bms_session_profile gives node i's (0 <= i < the node count it
+ * returns) label ("node 'conv1' (Conv)"), total microseconds and runs.
+ * Off by default; costs two clock reads per node when on.
+ */
+enum bms_status bms_session_set_profiling(struct bms_session *session,
+                                          int on);
+int bms_session_profile(const struct bms_session *session, int i,
+                        char *label, size_t label_size, int64_t *total_us);
+
 /* Threads the kernels of the models loaded and sessions made from now on
  * by the calling thread may use (0: one per core).  Per thread. */
 void bms_engine_set_threads(int n_threads);

@@ -41,6 +41,7 @@ static const struct option long_opts[] = {
     { "write-inputs", required_argument, NULL, 'W' },
     { "dump-outputs", required_argument, NULL, 'o' },
     { "json", no_argument, NULL, 'j' },
+    { "profile", no_argument, NULL, 'p' },
     { "help", no_argument, NULL, 'h' },
     { NULL, 0, NULL, 0 }
 };
@@ -56,6 +57,15 @@ struct bench_opts {
     const char *write_path;      /* write the inputs here and stop */
     const char *dump_path;       /* outputs of the last run */
     int json;
+    int profile;                 /* time each node after the timed runs */
+};
+
+#define PROFILE_RUNS 50
+#define PROFILE_TOP 20
+
+struct node_time {
+    char label[160];
+    int64_t us;
 };
 
 /* The inputs of one run: tensors pointing into one block. */
@@ -448,6 +458,63 @@ static void print_text(const struct bench_opts *o, long n_threads,
 
 
 /* Load, prepare the inputs, and either write them out or time the runs. */
+static int node_time_cmp(const void *a, const void *b)
+{
+    int64_t x = ((const struct node_time *)a)->us;
+    int64_t y = ((const struct node_time *)b)->us;
+
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+
+/*
+ * Run PROFILE_RUNS more times with per-node timing and print the nodes
+ * that took the most, with their share of the nodes' total.  Apart from
+ * the timed runs, so that the clock reads do not touch their figures.
+ */
+static int print_profile(struct bms_session *session,
+                         const struct bench_inputs *in,
+                         struct bms_tensor *out)
+{
+    struct node_time *t;
+    struct bms_diag diag;
+    int64_t total = 0;
+    char label[160];
+    int64_t us;
+    int n = bms_session_profile(session, -1, label, sizeof(label), &us);
+
+    diag.msg[0] = '\0';
+    t = calloc((size_t)n + 1, sizeof(*t));
+    if (t == NULL || bms_session_set_profiling(session, 1) != BMS_OK) {
+        free(t);
+        fail("out of memory");
+        return -1;
+    }
+    for (int r = 0; r < PROFILE_RUNS; r++) {
+        if (bms_session_run(session, in->tensors, out, &diag) != BMS_OK) {
+            fail("run failed: %s", diag.msg);
+            free(t);
+            return -1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        bms_session_profile(session, i, t[i].label, sizeof(t[i].label),
+                            &t[i].us);
+        total += t[i].us;
+    }
+    qsort(t, (size_t)n, sizeof(*t), node_time_cmp);
+    printf("profile      %d runs, the nodes that took the most:\n",
+           PROFILE_RUNS);
+    for (int i = 0; i < n && i < PROFILE_TOP && t[i].us > 0; i++) {
+        printf("  %6.1f%%  %9.1f us/run  %s\n",
+               total > 0 ? 100.0 * (double)t[i].us / (double)total : 0.0,
+               (double)t[i].us / PROFILE_RUNS, t[i].label);
+    }
+    free(t);
+    return 0;
+}
+
+
 static int bench(const struct bench_opts *o)
 {
     struct bench_inputs in = { 0 };
@@ -510,6 +577,10 @@ static int bench(const struct bench_opts *o)
         print_text(o, n_threads, &res);
         status = BMS__EXIT_OK;
     }
+    if (status == BMS__EXIT_OK && o->profile && !o->json &&
+        print_profile(session, &in, out) != 0) {
+        status = BMS__EXIT_FAIL;
+    }
 
 out:
     free(out);
@@ -552,6 +623,9 @@ static int set_option(struct bench_opts *o, int c, char **argv)
         return 0;
     case 'j':
         o->json = 1;
+        return 0;
+    case 'p':
+        o->profile = 1;
         return 0;
     default:
         return bms__cli_bad_option("bench", argv, c);

@@ -42,6 +42,7 @@ static const char usage_text[] =
     "  bms bench MODEL.onnx [--batch N] [--threads T] [--iterations K]\n"
     "            [--warmup W] [--seed S] [--inputs FILE]\n"
     "            [--write-inputs FILE] [--dump-outputs FILE] [--json]\n"
+    "            [--profile]\n"
     "\n"
     "Defaults: repository ./models, port 8000, address 127.0.0.1, data\n"
     "folder ./data, threads 2 per core (at least 4), log level info,\n"

@@ -71,6 +71,7 @@ struct free_block {
 
 struct bms_session {
     const struct bms_model *model;
+    int64_t *node_us;            /* per node: time in runs; NULL: off */
     struct bms__ctx ctx;
     unsigned char *is_view;      /* per node: output 0 shares input 0 */
     unsigned char *is_control;   /* per node: runs subgraphs */
@@ -414,6 +415,35 @@ enum bms_status bms_session_create(const struct bms_model *model,
 }
 
 
+enum bms_status bms_session_set_profiling(struct bms_session *session,
+                                          int on)
+{
+    if (!on) {
+        free(session->node_us);
+        session->node_us = NULL;
+        return BMS_OK;
+    }
+    if (session->node_us == NULL) {
+        session->node_us = calloc((size_t)session->model->n_nodes + 1,
+                                  sizeof(*session->node_us));
+    }
+    return session->node_us != NULL ? BMS_OK : BMS_ERR_NOMEM;
+}
+
+
+int bms_session_profile(const struct bms_session *session, int i,
+                        char *label, size_t label_size, int64_t *total_us)
+{
+    const struct bms_model *m = session->model;
+
+    if (i >= 0 && i < m->n_nodes) {
+        bms__node_label(m, &m->nodes[i], label, label_size);
+        *total_us = session->node_us != NULL ? session->node_us[i] : 0;
+    }
+    return m->n_nodes;
+}
+
+
 void bms_session_destroy(struct bms_session *session)
 {
     if (session == NULL) {
@@ -421,6 +451,7 @@ void bms_session_destroy(struct bms_session *session)
     }
     arena_fini(&session->arena);
     bms__ctx_fini(&session->ctx);
+    free(session->node_us);
     free(session->out);
     free(session->in);
     free(session->vals);
@@ -829,8 +860,12 @@ static enum bms_status run_graph(struct bms_session *session,
     }
     for (int i = 0; i < m->n_nodes; i++) {
         const struct bms__node *node = &m->nodes[i];
+        int64_t t0 = session->node_us != NULL ? bms_now_us() : 0;
 
         rc = run_node(session, node, diag);
+        if (session->node_us != NULL) {
+            session->node_us[i] += bms_now_us() - t0;
+        }
         if (rc != BMS_OK) {
             bms_diag_prefix(diag, "%s",
                             bms__node_label(m, node, label, sizeof(label)));

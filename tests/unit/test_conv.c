@@ -340,6 +340,27 @@ static void conv_each_fused_activation_matches_its_operator(void **state)
 }
 
 
+static void conv_few_channels_batch_shared_by_threads(void **state)
+{
+    /* A LeNet first layer at batch 64: 7.5M multiply-adds, so the direct
+     * kernel shares the images out between two threads, each with its
+     * own padded planes; a fused ReLU too. */
+    const struct geom2d g = {64, 1, 6, 1, 28, 28, 5, 5, 1, 2, 1};
+    const struct bms__fused relu = {BMS__ACT_RELU, 0.0f, 0.0f};
+    struct conv_case cc;
+
+    (void)state;
+    conv_case_init(&cc, &g, &relu, 1);
+    conv_case_want(&cc);
+    assert_int_equal(conv_case_run(&cc, cc.y, 2), BMS_OK);
+    assert_close(cc.y, cc.want, cc.y_n, 1e-5f);
+    memset(cc.y, 0, cc.y_n * sizeof(float));
+    assert_int_equal(conv_case_run(&cc, cc.y, 1), BMS_OK);
+    assert_close(cc.y, cc.want, cc.y_n, 1e-5f);
+    conv_case_fini(&cc);
+}
+
+
 static void conv_3x3_wide_channels_matches_direct_sum(void **state)
 {
     /* 32 channels, 3x3, stride 1: the shape Winograd takes. */
@@ -605,6 +626,19 @@ static void maxpool_ceil_mode_adds_partial_window(void **state)
 }
 
 
+static void maxpool_2x2_stride_2_matches_definition(void **state)
+{
+    /* The shape LeNet-style models pool with (the fast path), and an odd
+     * width whose last ceil_mode window is partial (the general one). */
+    const struct geom2d even = {3, 5, 1, 1, 28, 28, 2, 2, 2, 0, 1};
+    const struct geom2d odd = {2, 3, 1, 1, 8, 9, 2, 2, 2, 0, 1};
+
+    (void)state;
+    check_pool("MaxPool", &even, 0, 14, 14);
+    check_pool("MaxPool", &odd, 0, 4, 5);
+}
+
+
 static void avgpool_ceil_mode_excludes_padding_from_count(void **state)
 {
     const struct geom2d g = {1, 4, 1, 1, 8, 8, 3, 3, 2, 1, 1};
@@ -631,12 +665,14 @@ int bms_test_conv(int *n_tests)
         cmocka_unit_test(conv_fused_relu_applied_after_bias),
         cmocka_unit_test(conv_each_fused_activation_matches_its_operator),
         cmocka_unit_test(conv_3x3_wide_channels_matches_direct_sum),
+        cmocka_unit_test(conv_few_channels_batch_shared_by_threads),
         cmocka_unit_test(conv_weights_from_input_are_reread_every_run),
         cmocka_unit_test(conv_serves_two_batch_sizes_from_one_node),
         cmocka_unit_test(conv_runs_on_threads_share_one_node),
         cmocka_unit_test(conv_4d_spatial_falls_back_and_applies_fused),
         cmocka_unit_test(conv_prepare_refuses_unknown_fused_activation),
         cmocka_unit_test(maxpool_ceil_mode_adds_partial_window),
+        cmocka_unit_test(maxpool_2x2_stride_2_matches_definition),
         cmocka_unit_test(avgpool_ceil_mode_excludes_padding_from_count),
         cmocka_unit_test(avgpool_count_include_pad_stops_at_padded_edge),
     };

@@ -14,6 +14,7 @@
 #include "unit.h"
 #include "bms/engine.h"
 #include "engine/model.h"
+#include "engine/ops/blas.h"
 #include "engine/ops/vecmath.h"
 
 #define DATA "tests/data/"
@@ -437,10 +438,83 @@ static void fused_matmul_rejects_bad_perms(void **state)
 }
 
 
+/* C = alpha op(A) op(B) + beta C in double, row-major. */
+static void gemm64(int ta, int tb, int m, int n, int k, float alpha,
+                   const float *a, const float *b, float beta,
+                   const float *c0, double *want)
+{
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < n; j++) {
+            double acc = 0.0;
+
+            for (int p = 0; p < k; p++) {
+                double x = ta ? a[p * m + i] : a[i * k + p];
+                double y = tb ? b[j * k + p] : b[p * n + j];
+
+                acc += x * y;
+            }
+            want[i * n + j] = alpha * acc + beta * c0[i * n + j];
+        }
+    }
+}
+
+
+static void sgemm_split_by_rows_matches_double(void **state)
+{
+    /* An MLP layer at batch 64 (the row split on two threads), an odd
+     * row count, and one big enough for oneDNN's own threads. */
+    static const int shapes[][3] = {{64, 128, 784}, {37, 160, 900},
+                                    {300, 200, 100}};
+
+    (void)state;
+    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+        int m = shapes[s][0], n = shapes[s][1], k = shapes[s][2];
+        float *a = malloc((size_t)m * k * sizeof(float));
+        float *b = malloc((size_t)k * n * sizeof(float));
+        float *c = malloc((size_t)m * n * sizeof(float));
+        float *c0 = malloc((size_t)m * n * sizeof(float));
+        double *want = malloc((size_t)m * n * sizeof(double));
+        uint32_t seed = 7;
+
+        assert_true(a && b && c && c0 && want);
+        for (int i = 0; i < m * k; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            a[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+        }
+        for (int i = 0; i < k * n; i++) {
+            seed = seed * 1664525u + 1013904223u;
+            b[i] = (float)(seed >> 8) / 16777216.0f - 0.5f;
+        }
+        for (int i = 0; i < m * n; i++) {
+            c0[i] = (float)(i % 7) - 3.0f;
+        }
+        for (int ta = 0; ta < 2; ta++) {
+            for (int tb = 0; tb < 2; tb++) {
+                memcpy(c, c0, (size_t)m * n * sizeof(float));
+                assert_int_equal(bms__sgemm(2, ta, tb, m, n, k, 0.5f, a,
+                                            ta ? m : k, b, tb ? k : n,
+                                            0.25f, c, n), BMS_OK);
+                gemm64(ta, tb, m, n, k, 0.5f, a, b, 0.25f, c0, want);
+                for (int i = 0; i < m * n; i++) {
+                    assert_true(fabs(c[i] - want[i]) <= 1e-4 *
+                                (1.0 + fabs(want[i])));
+                }
+            }
+        }
+        free(a);
+        free(b);
+        free(c);
+        free(c0);
+        free(want);
+    }
+}
+
+
 int bms_test_ops_fast(int *n_tests)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(vec_exp_matches_libm_within_2e7),
+        cmocka_unit_test(sgemm_split_by_rows_matches_double),
         cmocka_unit_test(vec_erf_matches_libm_within_2e7),
         cmocka_unit_test(vec_gelu_matches_erf_definition),
         cmocka_unit_test(vec_softmax_steps_match_double),

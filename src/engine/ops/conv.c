@@ -24,6 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "engine/ops/act.h"
 #include "engine/ops/blas.h"
 #include "engine/ops/dnnl.h"
@@ -436,16 +440,15 @@ struct direct_geom {
 
 
 /* Whether the direct kernel takes the problem: 2-D, one group, few input
- * channels, stride and dilation 1, a small kernel, and one thread (as
- * the session has, or as dnnl_problem gives a small problem). */
+ * channels, stride and dilation 1, a small kernel. */
 static int direct_fits(const struct conv_params *p,
                        const struct conv_shape *s, int n_threads)
 {
     const struct bms__window_geom *g = &s->g;
-    int64_t macs = s->n * s->m * s->c * s->k_size * s->out_size;
 
+    (void)n_threads;
     if (g->n_spatial != 2 || p->group != 1 || s->c > DIRECT_MAX_C ||
-        s->c < 1 || (n_threads > 1 && macs >= PARALLEL_MIN_MACS)) {
+        s->c < 1) {
         return 0;
     }
     for (int d = 0; d < 2; d++) {
@@ -553,11 +556,22 @@ static enum bms_status run_direct(const struct bms__node *node,
                                   struct bms__ctx *ctx)
 {
     const struct bms__window_geom *g = &s->g;
+    int64_t macs = s->n * s->m * s->c * s->k_size * s->out_size;
+    int n_threads = 1;
     struct direct_geom dg;
     size_t wp_n, xp_n;
     float *wp;
     float *xp;
 
+#ifdef _OPENMP
+    /* The images of a big enough batch are shared out between threads,
+     * each padding into its own plane buffer. */
+    if (ctx->n_threads > 1 && macs >= PARALLEL_MIN_MACS) {
+        n_threads = ctx->n_threads < s->n ? ctx->n_threads : (int)s->n;
+    }
+#else
+    (void)macs;
+#endif
     dg.c = s->c;
     dg.m = s->m;
     dg.kh = g->kernel[0];
@@ -570,7 +584,8 @@ static enum bms_status run_direct(const struct bms__node *node,
     dg.m_pad = (dg.m + MBLK - 1) / MBLK * MBLK;
     wp_n = (size_t)(dg.m_pad * dg.c * dg.kh * dg.kw);
     xp_n = (size_t)(dg.c * dg.ph * dg.pw);
-    wp = bms__ctx_scratch(ctx, (wp_n + xp_n) * sizeof(float));
+    wp = bms__ctx_scratch(ctx, (wp_n + xp_n * (size_t)n_threads) *
+                               sizeof(float));
     if (wp == NULL) {
         return BMS_ERR_NOMEM;
     }
@@ -585,12 +600,21 @@ static enum bms_status run_direct(const struct bms__node *node,
             }
         }
     }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(n_threads) schedule(static) \
+    if (n_threads > 1)
+#endif
     for (int64_t i = 0; i < s->n; i++) {
         float *yi = y + i * s->m * s->out_size;
+#ifdef _OPENMP
+        float *xpt = xp + (size_t)omp_get_thread_num() * xp_n;
+#else
+        float *xpt = xp;
+#endif
 
-        direct_pad(&dg, g, x + i * s->c * s->in_size, xp);
+        direct_pad(&dg, g, x + i * s->c * s->in_size, xpt);
         for (int64_t mb = 0; mb < dg.m_pad; mb += MBLK) {
-            direct_block(&dg, xp, wp + mb * dg.c * dg.kh * dg.kw,
+            direct_block(&dg, xpt, wp + mb * dg.c * dg.kh * dg.kw,
                          b != NULL ? b->data : NULL, mb, yi);
         }
         bms__act_apply(&node->fused, yi, (size_t)(s->m * s->out_size));

@@ -424,6 +424,58 @@ POOL2D_KERNEL(pool2d_i8, int8_t, INT8_MIN, 0)
 POOL2D_KERNEL(pool2d_u8, uint8_t, 0, 0)
 
 
+/* Whether g is the 2x2, stride 2 max pool without padding that image
+ * models use between their convolutions, every window inside the input. */
+static int is_max_2x2(const struct pool_params *p,
+                      const struct bms__window_geom *g)
+{
+    if (!p->is_max || g->n_spatial != 2) {
+        return 0;
+    }
+    for (int d = 0; d < 2; d++) {
+        if (g->kernel[d] != 2 || g->strides[d] != 2 ||
+            g->dilations[d] != 1 || g->pad_begin[d] != 0 ||
+            g->out[d] * 2 > g->in[d]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/*
+ * That pool on F32, two input rows at a time.  The window's elements are
+ * taken in the order the general kernel takes them, with the same
+ * comparison, so the answers (NaN included) are the same.
+ */
+static void max_2x2_f32(const struct bms__window_geom *g, int64_t n_planes,
+                        const float *x, float *y)
+{
+    int64_t h_in = g->in[0], w_in = g->in[1];
+    int64_t oh_n = g->out[0], ow_n = g->out[1];
+
+    for (int64_t pl = 0; pl < n_planes; pl++) {
+        const float *xp = x + pl * h_in * w_in;
+        float *yp = y + pl * oh_n * ow_n;
+
+        for (int64_t oh = 0; oh < oh_n; oh++) {
+            const float *r0 = xp + 2 * oh * w_in;
+            const float *r1 = r0 + w_in;
+            float *yr = yp + oh * ow_n;
+
+            for (int64_t ow = 0; ow < ow_n; ow++) {
+                float best = r0[2 * ow];
+
+                best = r0[2 * ow + 1] > best ? r0[2 * ow + 1] : best;
+                best = r1[2 * ow] > best ? r1[2 * ow] : best;
+                best = r1[2 * ow + 1] > best ? r1[2 * ow + 1] : best;
+                yr[ow] = best;
+            }
+        }
+    }
+}
+
+
 /* The oneDNN problem of geometry g, on one thread when it is small. */
 static void dnnl_problem(const struct pool_params *p,
                          const struct bms__window_geom *g,
@@ -471,6 +523,11 @@ enum bms_status bms__pool_run(const struct bms__node *node,
     }
     if (node->n_outputs > 1 && node->outputs[1] >= 0) {
         indices = out[1].data;
+    }
+    if (x->dtype == BMS_DTYPE_F32 && indices == NULL && is_max_2x2(p, &g)) {
+        /* oneDNN's plain-layout pooling is several times slower here. */
+        max_2x2_f32(&g, n_planes, x->data, out[0].data);
+        return BMS_OK;
     }
     if (x->dtype == BMS_DTYPE_F32 && indices == NULL && n_planes > 0 &&
         g.n_spatial <= BMS__DNNL_MAX_SPATIAL &&

@@ -124,7 +124,8 @@ import json, os, sys
 
 root = sys.argv[1]
 head = ("model", "batch", "thr", "bms ms", "ORT ms", "bms/ORT",
-        "bms MB", "ORT MB", "max abs diff", "max |ORT|", "max rel diff")
+        "bms MB", "ORT MB", "max abs diff", "max |ORT|", "diff/max",
+        "max rel diff")
 rows = []
 
 
@@ -159,8 +160,10 @@ for d in sorted(os.listdir(root)):
         continue
     ratio = "%.2f" % (b["median_us"] / o["median_us"]) if o else "-"
     diff = ("%.3g" % o["max_abs_diff"], "%.3g" % o["max_abs_ref"],
+            "%.3g" % (o["max_abs_diff"] / o["max_abs_ref"]
+                      if o["max_abs_ref"] > 0 else 0.0),
             "%.3g" % o["max_rel_diff"]) if o and "max_abs_diff" in o \
-        else ("-", "-", "-")
+        else ("-", "-", "-", "-")
     rows.append((name, batch, threads, "%.3f" % (b["median_us"] / 1e3),
                  ort_ms, ratio, "%.1f" % (b["peak_rss_bytes"] / 2**20),
                  ort_mb) + diff)

@@ -695,6 +695,24 @@ static int data_element(struct parser *p, const struct event *ev)
         return fail(p, BMS_ERR_LIMIT, "%s: more than %lld elements",
                     field(p), (long long)p->max_elems);
     }
+    if (ev->type == EV_NUMBER && p->seen.datatype &&
+        in->dtype == BMS_DTYPE_F32 && ev->len < sizeof(text) &&
+        in->data.cap - in->data.len >= sizeof(float)) {
+        double d;
+
+        /* The common case, a float in room made from the shape, without
+         * the general path's copies and calls. */
+        memcpy(text, ev->text, ev->len);
+        text[ev->len] = '\0';
+        if (parse_short_double(text, &d) && fabs(d) < 0x1.ffffffp+127) {
+            float f = (float)d;
+
+            memcpy(in->data.data + in->data.len, &f, sizeof(f));
+            in->data.len += sizeof(f);
+            in->n_elems++;
+            return 1;
+        }
+    }
     if (ev->type == EV_BOOL) {
         len = (size_t)snprintf(text, sizeof(text), "%s",
                                ev->flag ? "true" : "false");

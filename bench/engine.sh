@@ -11,6 +11,11 @@
 #
 #   bench/engine.sh                      every row, 1 and 2 threads
 #   ROWS="fashion_mlp resnet18" THREADS=1 bench/engine.sh
+#   REPEAT=5 bench/engine.sh             rounds per row (default 3): the
+#                                        engines take turns, and each
+#                                        one's figure is the median of its
+#                                        rounds, so that a machine slowing
+#                                        down for a while hits both
 #   KEEP=1 bench/engine.sh               keep the work folder (inputs,
 #                                        outputs, JSON of each run)
 set -eu
@@ -20,6 +25,7 @@ BMS_BIN=${BMS_BIN:-$ROOT/build/bms}
 PY=/usr/bin/python3
 ROWS=${ROWS:-"fashion_mlp fashion_cnn resnet18 bert_small"}
 THREADS=${THREADS:-"1 2"}
+REPEAT=${REPEAT:-3}
 KEEP=${KEEP:-0}
 
 if [ ! -x "$BMS_BIN" ]; then
@@ -94,6 +100,17 @@ run_row() {
             --inputs "$dir/in.bin" --dump-outputs "$dir/ort.out" \
             --compare "$dir/bms.out" >"$dir/ort.json" \
             2>"$dir/ort.err" || true
+        r=2
+        while [ "$r" -le "$REPEAT" ]; do
+            # shellcheck disable=SC2086
+            "$BMS_BIN" bench "$model" $common --json --inputs "$dir/in.bin" \
+                >"$dir/bms.$r.json" 2>>"$dir/bms.err" || true
+            # shellcheck disable=SC2086
+            node "$ROOT/bench/engine_ort.js" "$model" $common \
+                --inputs "$dir/in.bin" >"$dir/ort.$r.json" \
+                2>>"$dir/ort.err" || true
+            r=$((r + 1))
+        done
     else
         # bms refused the model: ONNX Runtime still runs, on the inputs
         # the shared generator gives, for the record.
@@ -146,12 +163,29 @@ def first_line(path):
     return line[len("bms: "):] if line.startswith("bms: ") else line
 
 
+def rounds(p, engine, first):
+    """The first round's JSON with median_us the median of every round's
+    and peak_rss_bytes the largest."""
+    if first is None:
+        return None
+    runs = [first] + [r for r in (load(os.path.join(p, f)) for f in
+                                  sorted(os.listdir(p))
+                                  if f.startswith(engine + ".")
+                                  and f.endswith(".json")
+                                  and f != engine + ".json") if r]
+    times = sorted(r["median_us"] for r in runs)
+    first = dict(first)
+    first["median_us"] = times[len(times) // 2]
+    first["peak_rss_bytes"] = max(r["peak_rss_bytes"] for r in runs)
+    return first
+
+
 for d in sorted(os.listdir(root)):
     p = os.path.join(root, d)
     with open(os.path.join(p, "meta")) as f:
         name, batch, threads = f.read().split()
-    b = load(os.path.join(p, "bms.json"))
-    o = load(os.path.join(p, "ort.json"))
+    b = rounds(p, "bms", load(os.path.join(p, "bms.json")))
+    o = rounds(p, "ort", load(os.path.join(p, "ort.json")))
     ort_ms = "%.3f" % (o["median_us"] / 1e3) if o else "failed"
     ort_mb = "%.1f" % (o["peak_rss_bytes"] / 2**20) if o else "-"
     if b is None:

@@ -161,4 +161,10 @@ typedef void (*bms_sched_alert_fn)(void *ud,
 void bms_sched_set_alert_handler(struct bms_sched *sched,
                                  bms_sched_alert_fn fn, void *ud);
 
+/*
+ * An alert handler that writes each alert into the store ud (a struct
+ * bms_store *); a failed write is logged.  Thread-safe.  (manager.c)
+ */
+void bms_sched_alert_to_store(void *ud, const struct bms_sched_alert *alert);
+
 #endif

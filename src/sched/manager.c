@@ -105,8 +105,7 @@ static void slot_put(struct bms_manager *m, struct slot *s)
 }
 
 
-/* Alerts of a slot's scheduler go into the store (ud). */
-static void alert_to_store(void *ud, const struct bms_sched_alert *alert)
+void bms_sched_alert_to_store(void *ud, const struct bms_sched_alert *alert)
 {
     struct bms_alert a;
     struct bms_diag diag;
@@ -119,8 +118,8 @@ static void alert_to_store(void *ud, const struct bms_sched_alert *alert)
     snprintf(a.message, sizeof(a.message), "%s", alert->message);
     diag.msg[0] = '\0';
     if (bms_store_put_alert(ud, &a, &diag) != BMS_OK) {
-        bms_log(BMS_LOG_ERROR, "manager", "msg=\"alert not stored\" "
-                "model=%s kind=%s", a.model, a.kind);
+        bms_log(BMS_LOG_ERROR, "store", "msg=\"alert not stored\" "
+                "model=%s kind=%s error=\"%s\"", a.model, a.kind, diag.msg);
     }
 }
 
@@ -173,7 +172,8 @@ static enum bms_status slot_build(struct bms_manager *m,
         return rc;
     }
     if (m->store != NULL) {
-        bms_sched_set_alert_handler(s->sched, alert_to_store, m->store);
+        bms_sched_set_alert_handler(s->sched, bms_sched_alert_to_store,
+                                    m->store);
     }
     record_manifests(m, repo);
     *out = s;

@@ -802,26 +802,6 @@ static void handle_alerts(const struct bms__context *ctx,
 }
 
 
-void bms__alert_to_store(void *ud, const struct bms_sched_alert *alert)
-{
-    struct bms_store *store = ud;
-    struct bms_alert a;
-    struct bms_diag diag;
-
-    memset(&a, 0, sizeof(a));
-    a.ts_us = alert->ts_us;
-    snprintf(a.model, sizeof(a.model), "%s", alert->model);
-    a.version = alert->version;
-    snprintf(a.kind, sizeof(a.kind), "%s", alert->kind);
-    snprintf(a.message, sizeof(a.message), "%s", alert->message);
-    diag.msg[0] = '\0';
-    if (bms_store_put_alert(store, &a, &diag) != BMS_OK) {
-        bms_log(BMS_LOG_ERROR, "store", "msg=\"alert not stored\" "
-                "model=%s kind=%s error=\"%s\"", a.model, a.kind, diag.msg);
-    }
-}
-
-
 void bms__handle(struct bms_repo *repo, const struct bms__route *route,
                  const char *method, const char *body, size_t body_len,
                  struct bms__reply *reply)

@@ -205,12 +205,6 @@ void bms__handle_with(const struct bms__context *ctx,
 void bms__reply_error(struct bms__reply *reply, int http_status,
                       const char *msg);
 
-/*
- * An alert handler for the scheduler (bms_sched_set_alert_handler) that
- * writes each alert into the store ud (a struct bms_store *); a failed
- * write is logged.  Thread-safe.
- */
-void bms__alert_to_store(void *ud, const struct bms_sched_alert *alert);
 
 /*
  * Record a change made over the API in the store's audit trail: who

@@ -1014,7 +1014,7 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
     if (config->manager == NULL && config->sched != NULL &&
         config->store != NULL) {
         /* The store outlives the scheduler (bms serve closes it last). */
-        bms_sched_set_alert_handler(config->sched, bms__alert_to_store,
+        bms_sched_set_alert_handler(config->sched, bms_sched_alert_to_store,
                                     config->store);
     }
     info = MHD_get_daemon_info(server->daemon, MHD_DAEMON_INFO_BIND_PORT);

@@ -42,14 +42,6 @@ static const char request_index_sql[] =
     " bytes_in, bytes_out, client, key_id"
 
 
-static enum bms_status db_error(sqlite3 *db, const char *what,
-                                struct bms_diag *diag)
-{
-    return bms_diag_set(diag, BMS_ERR_IO, "store: %s: %s", what,
-                        sqlite3_errmsg(db));
-}
-
-
 /* Whether the requests table has a key_id column; -1 on error. */
 static int has_key_id(sqlite3 *db)
 {
@@ -83,24 +75,24 @@ enum bms_status bms__store_audit_schema(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_exec(db, audit_schema_sql, NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_error(db, "creating the audit tables", diag);
+        rc = bms__store_db_error(db, "creating the audit tables", diag);
         goto out;
     }
 
     /* Stores of schema version 1 have no key_id column: add it. */
     has = has_key_id(db);
     if (has < 0) {
-        rc = db_error(db, "reading the requests columns", diag);
+        rc = bms__store_db_error(db, "reading the requests columns", diag);
         goto out;
     }
     if (!has && sqlite3_exec(db, "ALTER TABLE requests ADD COLUMN key_id"
                              " TEXT NOT NULL DEFAULT ''", NULL, NULL, NULL)
                     != SQLITE_OK) {
-        rc = db_error(db, "adding requests.key_id", diag);
+        rc = bms__store_db_error(db, "adding requests.key_id", diag);
         goto out;
     }
     if (sqlite3_exec(db, request_index_sql, NULL, NULL, NULL) != SQLITE_OK) {
-        rc = db_error(db, "creating the request indexes", diag);
+        rc = bms__store_db_error(db, "creating the request indexes", diag);
     }
 
 out:
@@ -114,22 +106,6 @@ static void bind_field(sqlite3_stmt *st, int col, const char *s,
                        size_t size)
 {
     sqlite3_bind_text(st, col, s, (int)strnlen(s, size), SQLITE_TRANSIENT);
-}
-
-
-/* A text column into a field, cut to fit; NULL becomes "". */
-static void column_text(sqlite3_stmt *st, int col, char *buf, size_t size)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    size_t len = s != NULL ? (size_t)sqlite3_column_bytes(st, col) : 0;
-
-    if (len >= size) {
-        len = size - 1;
-    }
-    if (len > 0) {
-        memcpy(buf, s, len);
-    }
-    buf[len] = '\0';
 }
 
 
@@ -153,7 +129,7 @@ enum bms_status bms_store_put_audit(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = db_error(store->db, "saving an audit record", diag);
+        rc = bms__store_db_error(store->db, "saving an audit record", diag);
         goto out;
     }
     sqlite3_bind_int64(st, 1, rec->ts_us);
@@ -163,7 +139,7 @@ enum bms_status bms_store_put_audit(struct bms_store *store,
     bind_field(st, 5, rec->target, sizeof(rec->target));
     bind_field(st, 6, rec->detail, sizeof(rec->detail));
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(store->db, "saving an audit record", diag);
+        rc = bms__store_db_error(store->db, "saving an audit record", diag);
     }
 
 out:
@@ -178,11 +154,11 @@ static void row_to_audit(sqlite3_stmt *st, struct bms_audit_record *a)
     memset(a, 0, sizeof(*a));
     a->id = sqlite3_column_int64(st, 0);
     a->ts_us = sqlite3_column_int64(st, 1);
-    column_text(st, 2, a->key_id, sizeof(a->key_id));
-    column_text(st, 3, a->actor, sizeof(a->actor));
-    column_text(st, 4, a->action, sizeof(a->action));
-    column_text(st, 5, a->target, sizeof(a->target));
-    column_text(st, 6, a->detail, sizeof(a->detail));
+    bms__store_column_text(st, 2, a->key_id, sizeof(a->key_id));
+    bms__store_column_text(st, 3, a->actor, sizeof(a->actor));
+    bms__store_column_text(st, 4, a->action, sizeof(a->action));
+    bms__store_column_text(st, 5, a->target, sizeof(a->target));
+    bms__store_column_text(st, 6, a->detail, sizeof(a->detail));
 }
 
 
@@ -289,7 +265,7 @@ enum bms_status bms_store_list_audit(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (query_prepare(store->db, &q, "id DESC", limit, offset, &st) != 0) {
-        rc = db_error(store->db, "listing the audit trail", diag);
+        rc = bms__store_db_error(store->db, "listing the audit trail", diag);
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -299,7 +275,7 @@ enum bms_status bms_store_list_audit(struct bms_store *store,
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = db_error(store->db, "listing the audit trail", diag);
+        rc = bms__store_db_error(store->db, "listing the audit trail", diag);
     }
 
 out:
@@ -326,7 +302,7 @@ enum bms_status bms_store_put_settings(struct bms_store *store,
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, json != NULL ? put_sql : delete_sql,
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = db_error(store->db, "saving model settings", diag);
+        rc = bms__store_db_error(store->db, "saving model settings", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
@@ -335,7 +311,7 @@ enum bms_status bms_store_put_settings(struct bms_store *store,
         sqlite3_bind_int64(st, 3, bms_wall_us());
     }
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(store->db, "saving model settings", diag);
+        rc = bms__store_db_error(store->db, "saving model settings", diag);
     }
 
 out:
@@ -376,7 +352,7 @@ enum bms_status bms_store_get_settings(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = db_error(store->db, "reading model settings", diag);
+        rc = bms__store_db_error(store->db, "reading model settings", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
@@ -387,7 +363,7 @@ enum bms_status bms_store_get_settings(struct bms_store *store,
         goto out;
     }
     if (step != SQLITE_ROW) {
-        rc = db_error(store->db, "reading model settings", diag);
+        rc = bms__store_db_error(store->db, "reading model settings", diag);
         goto out;
     }
     json = column_copy(st, 0);
@@ -439,7 +415,7 @@ static enum bms_status read_settings(sqlite3 *db, struct settings_row **out,
     int step;
 
     if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-        return db_error(db, "listing model settings", diag);
+        return bms__store_db_error(db, "listing model settings", diag);
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == cap) {
@@ -464,7 +440,7 @@ static enum bms_status read_settings(sqlite3 *db, struct settings_row **out,
     if (step == SQLITE_ROW) {
         rc = bms_diag_set(diag, BMS_ERR_NOMEM, "store: out of memory");
     } else if (step != SQLITE_DONE) {
-        rc = db_error(db, "listing model settings", diag);
+        rc = bms__store_db_error(db, "listing model settings", diag);
     }
     sqlite3_finalize(st);
     if (rc != BMS_OK) {
@@ -506,18 +482,18 @@ enum bms_status bms_store_list_settings(struct bms_store *store,
 static void row_to_record(sqlite3_stmt *st, struct bms_request_record *r)
 {
     memset(r, 0, sizeof(*r));
-    column_text(st, 0, r->id, sizeof(r->id));
+    bms__store_column_text(st, 0, r->id, sizeof(r->id));
     r->ts_us = sqlite3_column_int64(st, 1);
-    column_text(st, 2, r->model, sizeof(r->model));
+    bms__store_column_text(st, 2, r->model, sizeof(r->model));
     r->version = sqlite3_column_int64(st, 3);
     r->http_status = sqlite3_column_int(st, 4);
-    column_text(st, 5, r->outcome, sizeof(r->outcome));
-    column_text(st, 6, r->error, sizeof(r->error));
+    bms__store_column_text(st, 5, r->outcome, sizeof(r->outcome));
+    bms__store_column_text(st, 6, r->error, sizeof(r->error));
     r->latency_us = sqlite3_column_int64(st, 7);
     r->bytes_in = sqlite3_column_int64(st, 8);
     r->bytes_out = sqlite3_column_int64(st, 9);
-    column_text(st, 10, r->client, sizeof(r->client));
-    column_text(st, 11, r->key_id, sizeof(r->key_id));
+    bms__store_column_text(st, 10, r->client, sizeof(r->client));
+    bms__store_column_text(st, 11, r->key_id, sizeof(r->key_id));
 }
 
 
@@ -566,7 +542,7 @@ enum bms_status bms_store_query_requests(struct bms_store *store,
     pthread_mutex_lock(&store->db_lock);
     if (query_prepare(store->db, &q, "ts_us DESC, seq DESC", limit,
                       f->offset, &st) != 0) {
-        rc = db_error(store->db, "querying requests", diag);
+        rc = bms__store_db_error(store->db, "querying requests", diag);
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -576,7 +552,7 @@ enum bms_status bms_store_query_requests(struct bms_store *store,
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = db_error(store->db, "querying requests", diag);
+        rc = bms__store_db_error(store->db, "querying requests", diag);
     }
 
 out:

@@ -39,6 +39,15 @@ struct bms_store {
     pthread_t writer;
 };
 
+/* BMS_ERR_IO with "store: <what>: <SQLite's message>" in diag. */
+enum bms_status bms__store_db_error(sqlite3 *db, const char *what,
+                                    struct bms_diag *diag);
+
+/* A text column into a fixed field of size bytes, cut to fit; NULL
+ * becomes "". */
+void bms__store_column_text(sqlite3_stmt *st, int col, char *buf,
+                            size_t size);
+
 /*
  * Create the tables and indexes of keys.c and audit.c when missing; run
  * by bms_store_open_sqlite with db_lock free, before any other use.

@@ -32,14 +32,6 @@ static const char keys_schema_sql[] =
     " created_us, revoked_us"
 
 
-static enum bms_status key_db_error(sqlite3 *db, const char *what,
-                                    struct bms_diag *diag)
-{
-    return bms_diag_set(diag, BMS_ERR_IO, "store: %s: %s", what,
-                        sqlite3_errmsg(db));
-}
-
-
 enum bms_status bms__store_keys_schema(struct bms_store *store,
                                        struct bms_diag *diag)
 {
@@ -48,26 +40,10 @@ enum bms_status bms__store_keys_schema(struct bms_store *store,
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_exec(store->db, keys_schema_sql, NULL, NULL, NULL)
         != SQLITE_OK) {
-        rc = key_db_error(store->db, "creating the key tables", diag);
+        rc = bms__store_db_error(store->db, "creating the key tables", diag);
     }
     pthread_mutex_unlock(&store->db_lock);
     return rc;
-}
-
-
-/* A text column into a fixed field, cut to fit; NULL becomes "". */
-static void text_column(sqlite3_stmt *st, int col, char *buf, size_t size)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    size_t len = s != NULL ? (size_t)sqlite3_column_bytes(st, col) : 0;
-
-    if (len >= size) {
-        len = size - 1;
-    }
-    if (len > 0) {
-        memcpy(buf, s, len);
-    }
-    buf[len] = '\0';
 }
 
 
@@ -93,10 +69,10 @@ static int row_to_key(sqlite3_stmt *st, struct bms_key *key)
     int bad = 0;
 
     memset(key, 0, sizeof(*key));
-    text_column(st, 0, key->id, sizeof(key->id));
-    text_column(st, 1, key->name, sizeof(key->name));
-    text_column(st, 2, key->role, sizeof(key->role));
-    text_column(st, 3, key->models, sizeof(key->models));
+    bms__store_column_text(st, 0, key->id, sizeof(key->id));
+    bms__store_column_text(st, 1, key->name, sizeof(key->name));
+    bms__store_column_text(st, 2, key->role, sizeof(key->role));
+    bms__store_column_text(st, 3, key->models, sizeof(key->models));
     bad |= blob_column(st, 4, key->salt, sizeof(key->salt));
     bad |= blob_column(st, 5, key->hash, sizeof(key->hash));
     key->requests_per_s = sqlite3_column_double(st, 6);
@@ -120,7 +96,7 @@ enum bms_status bms_store_put_key(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, "saving a key", diag);
+        rc = bms__store_db_error(store->db, "saving a key", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, key->id, -1, SQLITE_STATIC);
@@ -138,7 +114,7 @@ enum bms_status bms_store_put_key(struct bms_store *store,
         rc = bms_diag_set(diag, BMS_ERR_INVALID, "store: key %s exists "
                           "already", key->id);
     } else if (step != SQLITE_DONE) {
-        rc = key_db_error(store->db, "saving a key", diag);
+        rc = bms__store_db_error(store->db, "saving a key", diag);
     }
 
 out:
@@ -161,7 +137,7 @@ enum bms_status bms_store_get_key(struct bms_store *store, const char *id,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, "reading a key", diag);
+        rc = bms__store_db_error(store->db, "reading a key", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -170,7 +146,7 @@ enum bms_status bms_store_get_key(struct bms_store *store, const char *id,
         rc = bms_diag_set(diag, BMS_ERR_NOT_FOUND, "key '%.20s' not found",
                           id);
     } else if (step != SQLITE_ROW) {
-        rc = key_db_error(store->db, "reading a key", diag);
+        rc = bms__store_db_error(store->db, "reading a key", diag);
     } else if (row_to_key(st, &key) != 0) {
         rc = bms_diag_set(diag, BMS_ERR_IO, "store: key %.20s: malformed "
                           "salt or hash", id);
@@ -202,7 +178,7 @@ enum bms_status bms_store_list_keys(struct bms_store *store, int active_only,
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, active_only ? active_sql : all_sql,
                            -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, "listing keys", diag);
+        rc = bms__store_db_error(store->db, "listing keys", diag);
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
@@ -215,7 +191,7 @@ enum bms_status bms_store_list_keys(struct bms_store *store, int active_only,
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = key_db_error(store->db, "listing keys", diag);
+        rc = bms__store_db_error(store->db, "listing keys", diag);
     }
 
 out:
@@ -238,13 +214,13 @@ static enum bms_status change_key(struct bms_store *store, const char *sql,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, what, diag);
+        rc = bms__store_db_error(store->db, what, diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     bind(st, arg);
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = key_db_error(store->db, what, diag);
+        rc = bms__store_db_error(store->db, what, diag);
     } else if (sqlite3_changes(store->db) == 0) {
         rc = bms_diag_set(diag, BMS_ERR_NOT_FOUND, "key '%.20s' not found",
                           id);
@@ -341,11 +317,11 @@ static enum bms_status query_int(struct bms_store *store, const char *sql,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, what, diag);
+        rc = bms__store_db_error(store->db, what, diag);
         goto out;
     }
     if (sqlite3_step(st) != SQLITE_ROW) {
-        rc = key_db_error(store->db, what, diag);
+        rc = bms__store_db_error(store->db, what, diag);
         goto out;
     }
     *out = sqlite3_column_int64(st, 0);
@@ -391,7 +367,7 @@ enum bms_status bms_store_set_model_limit(struct bms_store *store,
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, removing ? delete_sql : put_sql, -1,
                            &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, "setting a model limit", diag);
+        rc = bms__store_db_error(store->db, "setting a model limit", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
@@ -400,7 +376,7 @@ enum bms_status bms_store_set_model_limit(struct bms_store *store,
         sqlite3_bind_int(st, 3, burst);
     }
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = key_db_error(store->db, "setting a model limit", diag);
+        rc = bms__store_db_error(store->db, "setting a model limit", diag);
     }
 
 out:
@@ -423,7 +399,7 @@ enum bms_status bms_store_get_model_limit(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, "reading a model limit", diag);
+        rc = bms__store_db_error(store->db, "reading a model limit", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
@@ -432,7 +408,7 @@ enum bms_status bms_store_get_model_limit(struct bms_store *store,
         rc = bms_diag_set(diag, BMS_ERR_NOT_FOUND, "model '%.127s' has no "
                           "rate limit", model);
     } else if (step != SQLITE_ROW) {
-        rc = key_db_error(store->db, "reading a model limit", diag);
+        rc = bms__store_db_error(store->db, "reading a model limit", diag);
     } else {
         *requests_per_s = sqlite3_column_double(st, 0);
         *burst = sqlite3_column_int(st, 1);
@@ -459,18 +435,18 @@ enum bms_status bms_store_list_model_limits(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = key_db_error(store->db, "listing model limits", diag);
+        rc = bms__store_db_error(store->db, "listing model limits", diag);
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        text_column(st, 0, model, sizeof(model));
+        bms__store_column_text(st, 0, model, sizeof(model));
         if (fn(ud, model, sqlite3_column_double(st, 1),
                sqlite3_column_int(st, 2)) != 0) {
             break;
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = key_db_error(store->db, "listing model limits", diag);
+        rc = bms__store_db_error(store->db, "listing model limits", diag);
     }
 
 out:

@@ -106,8 +106,8 @@ static int list_move(struct record_list *to, struct record_list *from)
 }
 
 
-static enum bms_status db_error(sqlite3 *db, const char *what,
-                                struct bms_diag *diag)
+enum bms_status bms__store_db_error(sqlite3 *db, const char *what,
+                                    struct bms_diag *diag)
 {
     return bms_diag_set(diag, BMS_ERR_IO, "store: %s: %s", what,
                         db != NULL ? sqlite3_errmsg(db) : "out of memory");
@@ -252,7 +252,7 @@ static enum bms_status read_schema_version(sqlite3 *db, int *out,
 
     if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL)
         != SQLITE_OK) {
-        return db_error(db, "reading the schema version", diag);
+        return bms__store_db_error(db, "reading the schema version", diag);
     }
     step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
@@ -260,7 +260,7 @@ static enum bms_status read_schema_version(sqlite3 *db, int *out,
     }
     sqlite3_finalize(st);
     if (step != SQLITE_ROW) {
-        return db_error(db, "reading the schema version", diag);
+        return bms__store_db_error(db, "reading the schema version", diag);
     }
     return BMS_OK;
 }
@@ -279,7 +279,7 @@ static enum bms_status db_prepare(sqlite3 *db, const char *path,
             != SQLITE_OK
         || sqlite3_exec(db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL)
             != SQLITE_OK) {
-        return db_error(db, "setting WAL mode", diag);
+        return bms__store_db_error(db, "setting WAL mode", diag);
     }
     rc = read_schema_version(db, &version, diag);
     if (rc != BMS_OK) {
@@ -293,7 +293,7 @@ static enum bms_status db_prepare(sqlite3 *db, const char *path,
     snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", SCHEMA_VERSION);
     if (sqlite3_exec(db, schema_sql, NULL, NULL, NULL) != SQLITE_OK
         || sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        return db_error(db, "creating the tables", diag);
+        return bms__store_db_error(db, "creating the tables", diag);
     }
     return BMS_OK;
 }
@@ -346,7 +346,7 @@ enum bms_status bms_store_open_sqlite(const char *path,
     }
     if (sqlite3_prepare_v2(store->db, insert_sql, -1, &store->insert, NULL)
         != SQLITE_OK) {
-        rc = db_error(store->db, "preparing the insert", diag);
+        rc = bms__store_db_error(store->db, "preparing the insert", diag);
         goto out;
     }
     if (pthread_create(&store->writer, NULL, writer_main, store) != 0) {
@@ -392,7 +392,7 @@ enum bms_status bms_store_put_model(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = db_error(store->db, "saving a model", diag);
+        rc = bms__store_db_error(store->db, "saving a model", diag);
         goto out;
     }
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
@@ -402,7 +402,7 @@ enum bms_status bms_store_put_model(struct bms_store *store,
     }
     sqlite3_bind_int64(st, 4, bms_wall_us());
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(store->db, "saving a model", diag);
+        rc = bms__store_db_error(store->db, "saving a model", diag);
     }
 
 out:
@@ -463,7 +463,8 @@ enum bms_status bms_store_flush(struct bms_store *store)
 
 
 /* A text column into a record field, cut to fit; NULL becomes "". */
-static void column_text(sqlite3_stmt *st, int col, char *buf, size_t size)
+void bms__store_column_text(sqlite3_stmt *st, int col, char *buf,
+                            size_t size)
 {
     const unsigned char *s = sqlite3_column_text(st, col);
     size_t len = s != NULL ? (size_t)sqlite3_column_bytes(st, col) : 0;
@@ -481,18 +482,18 @@ static void column_text(sqlite3_stmt *st, int col, char *buf, size_t size)
 static void row_to_record(sqlite3_stmt *st, struct bms_request_record *r)
 {
     memset(r, 0, sizeof(*r));
-    column_text(st, 0, r->id, sizeof(r->id));
+    bms__store_column_text(st, 0, r->id, sizeof(r->id));
     r->ts_us = sqlite3_column_int64(st, 1);
-    column_text(st, 2, r->model, sizeof(r->model));
+    bms__store_column_text(st, 2, r->model, sizeof(r->model));
     r->version = sqlite3_column_int64(st, 3);
     r->http_status = sqlite3_column_int(st, 4);
-    column_text(st, 5, r->outcome, sizeof(r->outcome));
-    column_text(st, 6, r->error, sizeof(r->error));
+    bms__store_column_text(st, 5, r->outcome, sizeof(r->outcome));
+    bms__store_column_text(st, 6, r->error, sizeof(r->error));
     r->latency_us = sqlite3_column_int64(st, 7);
     r->bytes_in = sqlite3_column_int64(st, 8);
     r->bytes_out = sqlite3_column_int64(st, 9);
-    column_text(st, 10, r->client, sizeof(r->client));
-    column_text(st, 11, r->key_id, sizeof(r->key_id));
+    bms__store_column_text(st, 10, r->client, sizeof(r->client));
+    bms__store_column_text(st, 11, r->key_id, sizeof(r->key_id));
 }
 
 
@@ -513,7 +514,7 @@ enum bms_status bms_store_list_requests(struct bms_store *store, int limit,
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, select_sql, -1, &st, NULL)
         != SQLITE_OK) {
-        rc = db_error(store->db, "listing requests", diag);
+        rc = bms__store_db_error(store->db, "listing requests", diag);
         goto out;
     }
     sqlite3_bind_int(st, 1, limit);
@@ -524,7 +525,7 @@ enum bms_status bms_store_list_requests(struct bms_store *store, int limit,
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = db_error(store->db, "listing requests", diag);
+        rc = bms__store_db_error(store->db, "listing requests", diag);
     }
 
 out:
@@ -546,7 +547,7 @@ enum bms_status bms_store_put_alert(struct bms_store *store,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = db_error(store->db, "saving an alert", diag);
+        rc = bms__store_db_error(store->db, "saving an alert", diag);
         goto out;
     }
     sqlite3_bind_int64(st, 1, alert->ts_us);
@@ -555,7 +556,7 @@ enum bms_status bms_store_put_alert(struct bms_store *store,
     bind_field(st, 4, alert->kind, sizeof(alert->kind));
     bind_field(st, 5, alert->message, sizeof(alert->message));
     if (sqlite3_step(st) != SQLITE_DONE) {
-        rc = db_error(store->db, "saving an alert", diag);
+        rc = bms__store_db_error(store->db, "saving an alert", diag);
     }
 
 out:
@@ -570,10 +571,10 @@ static void row_to_alert(sqlite3_stmt *st, struct bms_alert *a)
     memset(a, 0, sizeof(*a));
     a->id = sqlite3_column_int64(st, 0);
     a->ts_us = sqlite3_column_int64(st, 1);
-    column_text(st, 2, a->model, sizeof(a->model));
+    bms__store_column_text(st, 2, a->model, sizeof(a->model));
     a->version = sqlite3_column_int64(st, 3);
-    column_text(st, 4, a->kind, sizeof(a->kind));
-    column_text(st, 5, a->message, sizeof(a->message));
+    bms__store_column_text(st, 4, a->kind, sizeof(a->kind));
+    bms__store_column_text(st, 5, a->message, sizeof(a->message));
 }
 
 
@@ -591,7 +592,7 @@ enum bms_status bms_store_list_alerts(struct bms_store *store, int limit,
 
     pthread_mutex_lock(&store->db_lock);
     if (sqlite3_prepare_v2(store->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        rc = db_error(store->db, "listing alerts", diag);
+        rc = bms__store_db_error(store->db, "listing alerts", diag);
         goto out;
     }
     sqlite3_bind_int(st, 1, limit);
@@ -602,7 +603,7 @@ enum bms_status bms_store_list_alerts(struct bms_store *store, int limit,
         }
     }
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
-        rc = db_error(store->db, "listing alerts", diag);
+        rc = bms__store_db_error(store->db, "listing alerts", diag);
     }
 
 out:

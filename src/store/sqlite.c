@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -28,6 +31,7 @@
 #define WRITE_PERIOD_US 50000        /* longest wait before a write */
 #define BATCH_RECORDS 512            /* this many queued: write at once */
 #define WRITE_ATTEMPTS 3             /* then the batch is dropped */
+#define WRITER_NICE 10               /* the writer thread's nice value */
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS models ("
@@ -210,6 +214,11 @@ static void *writer_main(void *arg)
     struct record_list batch = {NULL, 0, 0};
     int attempts = 0;
 
+    /* Records can wait; requests cannot.  A lower priority for this
+     * thread alone (Linux applies nice per thread) keeps its batches from
+     * delaying the requests on a busy machine.  Best effort. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+                      WRITER_NICE);
     pthread_mutex_lock(&store->lock);
     for (;;) {
         wait_for_batch(store, batch.n > 0);

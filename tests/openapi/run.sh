@@ -52,6 +52,12 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     fail "node and npm are installed (Debian: apt-get install nodejs npm)"
     finish
 fi
+# npm trusts the machine's certificate store (Debian's, with whatever
+# authorities the machine adds), not only the list built into node.
+if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] &&
+   [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+    export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+fi
 if [ ! -d "$here/node_modules/@apidevtools/swagger-parser" ]; then
     (cd "$here" && npm ci --ignore-scripts --no-audit --no-fund \
         >"$work/npm.log" 2>&1) ||

@@ -43,6 +43,7 @@ struct opt {
     int n_gelu;                  /* GELU patterns into bms.Gelu */
     int n_matmul;                /* MatMuls that took in their neighbours */
     int n_addnorm;               /* Add + LayerNormalization */
+    int n_untransposed;          /* Gemm weights stored transposed */
     int n_removed;               /* nodes no output needs */
     int n_freed;                 /* initializers nobody reads */
     size_t freed_size;           /* bytes */
@@ -506,6 +507,72 @@ static enum bms_status fold_batchnorms(struct opt *o)
 
         if (r >= 0) {
             rc = fold_batchnorm(o, i, r);
+        }
+    }
+    return rc;
+}
+
+
+/* ---- Gemm weights ----------------------------------------------------- */
+
+/*
+ * A Gemm with transB = 1 on an F32 initializer only it reads (PyTorch's
+ * Linear layers: W is [out, in]) gets W transposed once here and transB
+ * 0: the matrix product then reads B row by row, which oneDNN's sgemm
+ * packs faster (about 10% on fashion_mlp's first layer).  The values are
+ * moved, not computed, so the outputs are unchanged.
+ */
+static enum bms_status untranspose_gemm(struct opt *o, int i)
+{
+    struct bms_model *m = o->m;
+    struct bms__node *node = &m->nodes[i];
+    struct bms__attr *tb = NULL;
+    int b = node->n_inputs > 1 ? node->inputs[1] : -1;
+    struct bms_tensor *w;
+    int64_t rows, cols;
+    float *t;
+
+    for (int k = 0; k < node->n_attrs; k++) {
+        if (strcmp(node->attrs[k].name, "transB") == 0) {
+            tb = &node->attrs[k];
+        }
+    }
+    if (tb == NULL || tb->type != BMS__ATTR_INT || tb->i == 0 ||
+        !is_const(o, b) || only_reader(o, b) != i) {
+        return BMS_OK;
+    }
+    w = &m->values[b].t;
+    if (w->dtype != BMS_DTYPE_F32 || w->n_dims != 2 || w->data == NULL) {
+        return BMS_OK;
+    }
+    rows = w->dims[0];
+    cols = w->dims[1];
+    t = bms__pool_alloc(&m->pool, (size_t)(rows * cols) * sizeof(float));
+    if (t == NULL) {
+        return bms_diag_set(o->diag, BMS_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < cols; c++) {
+            t[c * rows + r] = ((const float *)w->data)[r * cols + c];
+        }
+    }
+    w->data = t;
+    w->dims[0] = cols;
+    w->dims[1] = rows;
+    tb->i = 0;
+    o->n_untransposed++;
+    return prepare_again(node, o->diag);
+}
+
+
+static enum bms_status untranspose_gemms(struct opt *o)
+{
+    enum bms_status rc = BMS_OK;
+
+    count_readers(o);
+    for (int i = 0; i < o->m->n_nodes && rc == BMS_OK; i++) {
+        if (!o->dead[i] && op_is(&o->m->nodes[i], "Gemm")) {
+            rc = untranspose_gemm(o, i);
         }
     }
     return rc;
@@ -1337,6 +1404,9 @@ enum bms_status bms__model_optimize(struct bms_model *model,
         rc = fuse_activations(&o);
     }
     if (rc == BMS_OK) {
+        rc = untranspose_gemms(&o);
+    }
+    if (rc == BMS_OK) {
         remove_dead(&o);
         /* n_readers is free now: compact reuses it as the value map. */
         rc = compact(&o, o.n_readers);
@@ -1345,10 +1415,12 @@ enum bms_status bms__model_optimize(struct bms_model *model,
         bms_log(BMS_LOG_DEBUG, "engine",
                 "msg=\"optimised\" nodes_before=%d nodes_after=%d "
                 "dropped=%d folded=%d bn_folded=%d fused=%d gelu=%d "
-                "matmul_fused=%d add_layernorm=%d removed=%d "
+                "matmul_fused=%d add_layernorm=%d untransposed=%d "
+                "removed=%d "
                 "freed_initializers=%d freed_bytes=%zu", n_before,
                 model->n_nodes, o.n_dropped, o.n_folded, o.n_bn_folded,
-                o.n_fused, o.n_gelu, o.n_matmul, o.n_addnorm, o.n_removed,
+                o.n_fused, o.n_gelu, o.n_matmul, o.n_addnorm,
+                o.n_untransposed, o.n_removed,
                 o.n_freed, o.freed_size);
     }
     opt_fini(&o);

@@ -183,6 +183,21 @@ static void activations_fuse_into_gemm_and_matmul(void **state)
 }
 
 
+/* The Gemm with transB = 1 on its own initializer gets the weights
+ * transposed at load and transB 0; the other (transB 0) stays.  Outputs
+ * against numpy's and the unoptimised run's. */
+static void gemm_weights_are_stored_untransposed(void **state)
+{
+    (void)state;
+    check_model("fuse", 1, 10, 5);
+    bms_model_destroy(load_opt("opt_fuse.onnx", 1));
+    assert_logged("untransposed=1");
+    check_model("block", 1, 20, 11);
+    bms_model_destroy(load_opt("opt_block.onnx", 1));
+    assert_logged("untransposed=1");
+}
+
+
 /* Conv -> BN -> Relu chains of a residual network: the folds leave each
  * Conv feeding its Relu alone, so the fusion fires after them. */
 static void convbn_then_activation_fuse_in_resnet_block(void **state)
@@ -356,6 +371,7 @@ int bms_test_optimize(int *n_tests)
         cmocka_unit_test(dead_nodes_are_removed),
         cmocka_unit_test(convbn_folds_into_conv),
         cmocka_unit_test(activations_fuse_into_gemm_and_matmul),
+        cmocka_unit_test(gemm_weights_are_stored_untransposed),
         cmocka_unit_test(activations_fuse_into_conv),
         cmocka_unit_test(convbn_then_activation_fuse_in_resnet_block),
         cmocka_unit_test(activation_stays_when_producer_output_is_shared),

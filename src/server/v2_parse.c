@@ -698,17 +698,13 @@ static int data_element(struct parser *p, const struct event *ev)
     if (ev->type == EV_NUMBER && p->seen.datatype &&
         in->dtype == BMS_DTYPE_F32 && ev->len < sizeof(text) &&
         in->data.cap - in->data.len >= sizeof(float)) {
-        double d;
-
-        /* The common case, a float in room made from the shape, without
-         * the general path's copies and calls. */
+        /* The common case, a float in room made from the shape, written
+         * in place; a failure takes the general path for its message. */
         memcpy(text, ev->text, ev->len);
         text[ev->len] = '\0';
-        if (parse_short_double(text, &d) && fabs(d) < 0x1.ffffffp+127) {
-            float f = (float)d;
-
-            memcpy(in->data.data + in->data.len, &f, sizeof(f));
-            in->data.len += sizeof(f);
+        if (convert_float(BMS_DTYPE_F32, text,
+                          in->data.data + in->data.len) == 0) {
+            in->data.len += sizeof(float);
             in->n_elems++;
             return 1;
         }

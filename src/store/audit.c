@@ -36,11 +36,6 @@ static const char request_index_sql[] =
     "CREATE INDEX IF NOT EXISTS requests_outcome_ts ON requests"
     " (outcome, ts_us);";
 
-/* The columns of a request record, in row_to_record's order. */
-#define REQUEST_COLUMNS                                                     \
-    "id, ts_us, model, version, http_status, outcome, error, latency_us,"  \
-    " bytes_in, bytes_out, client, key_id"
-
 
 /* Whether the requests table has a key_id column; -1 on error. */
 static int has_key_id(sqlite3 *db)
@@ -479,24 +474,6 @@ enum bms_status bms_store_list_settings(struct bms_store *store,
 
 /* ---- request queries ---- */
 
-static void row_to_record(sqlite3_stmt *st, struct bms_request_record *r)
-{
-    memset(r, 0, sizeof(*r));
-    bms__store_column_text(st, 0, r->id, sizeof(r->id));
-    r->ts_us = sqlite3_column_int64(st, 1);
-    bms__store_column_text(st, 2, r->model, sizeof(r->model));
-    r->version = sqlite3_column_int64(st, 3);
-    r->http_status = sqlite3_column_int(st, 4);
-    bms__store_column_text(st, 5, r->outcome, sizeof(r->outcome));
-    bms__store_column_text(st, 6, r->error, sizeof(r->error));
-    r->latency_us = sqlite3_column_int64(st, 7);
-    r->bytes_in = sqlite3_column_int64(st, 8);
-    r->bytes_out = sqlite3_column_int64(st, 9);
-    bms__store_column_text(st, 10, r->client, sizeof(r->client));
-    bms__store_column_text(st, 11, r->key_id, sizeof(r->key_id));
-}
-
-
 /* The WHERE clauses of f into q. */
 static void request_where(struct query *q,
                           const struct bms_request_filter *f)
@@ -536,7 +513,7 @@ enum bms_status bms_store_query_requests(struct bms_store *store,
     }
     memset(&q, 0, sizeof(q));
     q.len = (size_t)snprintf(q.sql, sizeof(q.sql), "SELECT "
-                             REQUEST_COLUMNS " FROM requests");
+                             BMS__STORE_REQUEST_COLUMNS " FROM requests");
     request_where(&q, f);
 
     pthread_mutex_lock(&store->db_lock);
@@ -546,7 +523,7 @@ enum bms_status bms_store_query_requests(struct bms_store *store,
         goto out;
     }
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        row_to_record(st, &rec);
+        bms__store_row_to_record(st, &rec);
         if (fn(ud, &rec) != 0) {
             break;
         }

@@ -39,6 +39,16 @@ struct bms_store {
     pthread_t writer;
 };
 
+/* The columns of a request record, in the order
+ * bms__store_row_to_record reads them. */
+#define BMS__STORE_REQUEST_COLUMNS                                          \
+    "id, ts_us, model, version, http_status, outcome, error, latency_us,"  \
+    " bytes_in, bytes_out, client, key_id"
+
+/* A row of BMS__STORE_REQUEST_COLUMNS into *r. */
+void bms__store_row_to_record(sqlite3_stmt *st,
+                              struct bms_request_record *r);
+
 /* BMS_ERR_IO with "store: <what>: <SQLite's message>" in diag. */
 enum bms_status bms__store_db_error(sqlite3 *db, const char *what,
                                     struct bms_diag *diag);

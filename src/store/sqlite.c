@@ -53,8 +53,7 @@ static const char insert_sql[] =
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 static const char select_sql[] =
-    "SELECT id, ts_us, model, version, http_status, outcome, error,"
-    " latency_us, bytes_in, bytes_out, client, key_id"
+    "SELECT " BMS__STORE_REQUEST_COLUMNS
     " FROM requests ORDER BY seq DESC LIMIT ?";
 
 /* Make room for one more record; 0 on success. */
@@ -488,7 +487,8 @@ void bms__store_column_text(sqlite3_stmt *st, int col, char *buf,
 }
 
 
-static void row_to_record(sqlite3_stmt *st, struct bms_request_record *r)
+void bms__store_row_to_record(sqlite3_stmt *st,
+                              struct bms_request_record *r)
 {
     memset(r, 0, sizeof(*r));
     bms__store_column_text(st, 0, r->id, sizeof(r->id));
@@ -528,7 +528,7 @@ enum bms_status bms_store_list_requests(struct bms_store *store, int limit,
     }
     sqlite3_bind_int(st, 1, limit);
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        row_to_record(st, &rec);
+        bms__store_row_to_record(st, &rec);
         if (fn(ud, &rec) != 0) {
             break;
         }

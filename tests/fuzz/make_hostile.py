@@ -19,10 +19,10 @@ from onnx import TensorProto, helper, numpy_helper
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "data", "fuzz-regress")
 # Models that load but whose run asks for more memory than any machine
-# has.  bms has no cap on session memory yet, so whether the run fails
-# cleanly (allocation refused) or the process is killed (allocation
-# granted, then touched) depends on the machine's overcommit policy: they
-# are kept apart from the regression set until that cap exists.
+# has.  They are kept apart from the regression set, which only loads
+# models; tests/unit/test_engine.c runs them under the session memory
+# limit, which refuses them with BMS_ERR_LIMIT whatever the machine's
+# overcommit policy.
 OOM_OUT = os.path.join(HERE, "oom")
 OOM_CASES = ("expand_to_2p40", "constant_of_shape_256gib")
 OPSET = 13

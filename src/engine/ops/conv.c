@@ -442,11 +442,10 @@ struct direct_geom {
 /* Whether the direct kernel takes the problem: 2-D, one group, few input
  * channels, stride and dilation 1, a small kernel. */
 static int direct_fits(const struct conv_params *p,
-                       const struct conv_shape *s, int n_threads)
+                       const struct conv_shape *s)
 {
     const struct bms__window_geom *g = &s->g;
 
-    (void)n_threads;
     if (g->n_spatial != 2 || p->group != 1 || s->c > DIRECT_MAX_C ||
         s->c < 1) {
         return 0;
@@ -670,7 +669,7 @@ enum bms_status bms__conv_run(const struct bms__node *node,
     if (s.n == 0 || s.m == 0 || s.out_size == 0) {
         return BMS_OK;
     }
-    if (direct_fits(p, &s, ctx->n_threads)) {
+    if (direct_fits(p, &s)) {
         return run_direct(node, &s, in[0]->data, in[1]->data, b,
                           out->data, ctx);
     }

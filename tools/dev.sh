@@ -47,7 +47,8 @@ run)
     shift
     # shellcheck disable=SC2086
     install_missing $BUILD_PKGS
-    make -j"$jobs"
+    # The server alone: the test programs need the test packages.
+    make -j"$jobs" build/bms
     exec build/bms serve "$@"
     ;;
 test)

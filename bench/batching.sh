@@ -22,6 +22,7 @@ CONNS=${CONNS:-64}
 MAX_BATCH=${MAX_BATCH:-64}
 DELAY_US=${DELAY_US:-2000}
 INSTANCES=${INSTANCES:-1}
+ISOLATION=${ISOLATION:-thread}
 PY=/usr/bin/python3
 
 if [ ! -x "$BMS_BIN" ]; then
@@ -47,17 +48,19 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The repository: cnn_off as bundled, cnn_on with batching; and the body.
-"$PY" - "$WORK" "$MODELS" "$MAX_BATCH" "$DELAY_US" "$INSTANCES" <<'PYEOF'
+"$PY" - "$WORK" "$MODELS" "$MAX_BATCH" "$DELAY_US" "$INSTANCES" "$ISOLATION" <<'PYEOF'
 import gzip, json, os, shutil, struct, sys
 import numpy as np
-work, models, max_batch, delay_us, instances = sys.argv[1:6]
+work, models, max_batch, delay_us, instances, isolation = sys.argv[1:7]
 src = os.path.join(models, "fashion_cnn")
 with open(os.path.join(src, "config.json")) as f:
     config = json.load(f)
-for name, sched in (("cnn_off", {"instances": int(instances)}),
+for name, sched in (("cnn_off", {"instances": int(instances),
+                                 "isolation": isolation}),
                     ("cnn_on", {"max_batch_size": int(max_batch),
                                 "max_queue_delay_us": int(delay_us),
-                                "instances": int(instances)})):
+                                "instances": int(instances),
+                                "isolation": isolation})):
     dst = os.path.join(work, "repo", name)
     os.makedirs(os.path.join(dst, "1"))
     shutil.copy(os.path.join(src, "1", "model.onnx"),

@@ -96,6 +96,7 @@ struct queue {
     pthread_cond_t work;         /* a job arrived, a batch was taken, stop */
     struct job *head;
     struct job *tail;
+    int64_t queued_items;        /* items of the jobs in the list */
     int gathering;               /* a worker is collecting a batch */
     int stopping;
     int n_up;                    /* instances able to run (processes up) */
@@ -177,6 +178,7 @@ static void list_append(struct queue *q, struct job *job)
         q->head = job;
     }
     q->tail = job;
+    q->queued_items += job->n_items;
     q->stats.queued++;
     q->stats.in_flight++;
 }
@@ -196,6 +198,7 @@ static void list_remove(struct queue *q, struct job *job)
     }
     job->prev = NULL;
     job->next = NULL;
+    q->queued_items -= job->n_items;
     q->stats.queued--;
 }
 
@@ -281,6 +284,19 @@ static int64_t pick(struct queue *q, struct worker *w, int take,
     }
     *n_jobs = n;
     return n_items;
+}
+
+
+/*
+ * Whether the queue holds enough items for the batch being gathered to
+ * close before its delay: a worker gathering is woken only then, not by
+ * every arrival.  (An upper bound: jobs that cannot join the head count
+ * too, and the worker checks with pick.)
+ */
+static int batch_full(const struct queue *q)
+{
+    return q->queued_items >= q->cfg.max_batch_size ||
+           is_preferred(&q->cfg, q->queued_items);
 }
 
 
@@ -1404,7 +1420,9 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
         run_claimed(q, w, &job);
     } else if (why == BMS_SCHED_ANSWERED) {
         list_append(q, &job);
-        pthread_cond_broadcast(&q->work);
+        if (!q->gathering || batch_full(q)) {
+            pthread_cond_broadcast(&q->work);
+        }
         await_job(q, &job);
     } else {
         job.result.refusal = why;

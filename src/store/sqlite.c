@@ -12,7 +12,10 @@
  * One connection serves every thread; db_lock keeps the writer's
  * transactions and the synchronous calls from interleaving on it.
  */
+#define _GNU_SOURCE              /* SCHED_IDLE */
+
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@
 #define BATCH_RECORDS 512            /* this many queued: write at once */
 #define WRITE_ATTEMPTS 3             /* then the batch is dropped */
 #define WRITER_NICE 10               /* the writer thread's nice value */
+#define BACKLOG_RECORDS 8192         /* waiting past this: not SCHED_IDLE */
 
 static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS models ("
@@ -204,6 +208,31 @@ static void wait_for_batch(struct bms_store *store, int retrying)
 }
 
 
+/*
+ * Records can wait; requests cannot.  The writer thread runs under
+ * SCHED_IDLE, so that a request thread waking on its core takes the core
+ * at once (at nice 10 alone, a batch of inserts kept it up to a
+ * scheduler slice, a millisecond or more of a request's latency).  When
+ * the backlog passes BACKLOG_RECORDS, a machine with no idle time would
+ * otherwise starve it: it goes back to SCHED_OTHER at nice WRITER_NICE
+ * until the backlog is written.  Linux applies both per thread.  Best
+ * effort: *idle says which holds.
+ */
+static void writer_priority(int *idle, size_t backlog)
+{
+    struct sched_param sp;
+    int want = backlog <= BACKLOG_RECORDS;
+
+    if (*idle == want) {
+        return;
+    }
+    memset(&sp, 0, sizeof(sp));
+    if (sched_setscheduler(0, want ? SCHED_IDLE : SCHED_OTHER, &sp) == 0) {
+        *idle = want;
+    }
+}
+
+
 /* The writer thread: take the queue, write it, count it done.  A batch
  * that fails is kept and retried with the next one, WRITE_ATTEMPTS times
  * in all, then dropped and logged. */
@@ -212,12 +241,11 @@ static void *writer_main(void *arg)
     struct bms_store *store = arg;
     struct record_list batch = {NULL, 0, 0};
     int attempts = 0;
+    int idle = 0;
 
-    /* Records can wait; requests cannot.  A lower priority for this
-     * thread alone (Linux applies nice per thread) keeps its batches from
-     * delaying the requests on a busy machine.  Best effort. */
     (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
                       WRITER_NICE);
+    writer_priority(&idle, 0);
     pthread_mutex_lock(&store->lock);
     for (;;) {
         wait_for_batch(store, batch.n > 0);
@@ -229,6 +257,7 @@ static void *writer_main(void *arg)
                     "a retried batch\"");
         }
         pthread_mutex_unlock(&store->lock);
+        writer_priority(&idle, batch.n);
 
         attempts = write_batch(store, &batch) == 0 ? 0 : attempts + 1;
 

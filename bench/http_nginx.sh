@@ -5,6 +5,8 @@
 #
 #   bms        POST /v2/models/fashion_mlp/infer, batch 1, one real
 #              Fashion-MNIST test image as the body (as bench/http.sh)
+#   bms-bin    the same request with the tensor as binary data (a short
+#              JSON part, then the 3,136 bytes of float32)
 #   nginx      GET of a static file holding a real bms response body for
 #              that request (the HTTP ceiling of this machine)
 #   nginx-post the same POST body as bms gets, read and dropped by
@@ -171,8 +173,9 @@ window_end() {
         }')
 }
 
-# The request body: one test image as FP32 pixel/255 (as bench/http.sh).
-"$PY" - "$WORK/body.json" <<'PYEOF'
+# The request body: one test image as FP32 pixel/255 (as bench/http.sh),
+# as JSON and as binary data.
+"$PY" - "$WORK/body.json" "$WORK/body.bin" <<'PYEOF'
 import gzip, json, struct, sys
 import numpy as np
 path = "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz"
@@ -186,7 +189,16 @@ body = {"inputs": [{"name": "image", "datatype": "FP32",
                     "shape": [1, 28, 28], "data": data}]}
 with open(sys.argv[1], "w") as f:
     json.dump(body, f)
+pixels = (image.astype(np.float32) / np.float32(255)).astype("<f4")
+head = json.dumps({"inputs": [{
+    "name": "image", "datatype": "FP32", "shape": [1, 28, 28],
+    "parameters": {"binary_data_size": pixels.nbytes}}]}).encode()
+with open(sys.argv[2], "wb") as f:
+    f.write(head + pixels.tobytes())
+with open(sys.argv[2] + ".len", "w") as f:
+    f.write(str(len(head)))
 PYEOF
+BIN_LEN=$(cat "$WORK/body.bin.len")
 
 cc -std=c11 -O2 -Wall -Wextra -o "$WORK/paced" "$ROOT/bench/paced.c"
 
@@ -283,17 +295,21 @@ measure() {
     server=$1
     conns=$2
     secs=$3
+    body=$WORK/body.json len=
     case $server in
     bms)
         url=$BMS_URL script=$ROOT/bench/post.lua pids=$BMS_PID ;;
+    bms-bin)
+        url=$BMS_URL script=$ROOT/bench/post.lua pids=$BMS_PID
+        body=$WORK/body.bin len=$BIN_LEN ;;
     nginx)
         url=$NGINX_GET_URL script=$ROOT/bench/get.lua pids=$NGINX_PIDS ;;
     nginx-post)
         url=$NGINX_POST_URL script=$ROOT/bench/post.lua pids=$NGINX_PIDS ;;
     esac
     window_start $pids
-    BMS_BENCH_BODY=$WORK/body.json wrk -t"$THREADS" -c"$conns" \
-        -d"${secs}s" -s "$script" "$url" >"$WORK/wrk.out"
+    BMS_BENCH_BODY=$body BMS_BENCH_JSON_LENGTH=$len wrk -t"$THREADS" \
+        -c"$conns" -d"${secs}s" -s "$script" "$url" >"$WORK/wrk.out"
     window_end
     grep '^BMS_RESULT' "$WORK/wrk.out" |
         awk -v ticks="$w_ticks" -v others="$w_others" -v hz="$HZ" '{
@@ -308,7 +324,8 @@ measure() {
 echo "bms ($BMS_BIN built $BMS_STAMP)"
 echo "bms pid $BMS_PID port $BMS_PORT, nginx $("$NGINX" -v 2>&1 |
     sed 's/.*\///') pid $NGINX_PID port $NGINX_PORT ($(nproc) cores)"
-echo "request body $(wc -c <"$WORK/body.json") bytes," \
+echo "request body $(wc -c <"$WORK/body.json") bytes (binary:" \
+    "$(wc -c <"$WORK/body.bin"))," \
     "response $(wc -c <"$WORK/nginx/www/infer.json") bytes;" \
     "wrk -t$THREADS, ${DURATION} s per run"
 echo "cpu us/req: CPU time of the server (user + system, all threads or" \
@@ -317,6 +334,7 @@ echo "cpu us/req: CPU time of the server (user + system, all threads or" \
     "the server and the load generator"
 echo "warm-up: 3 s each"
 measure bms 16 3 >/dev/null
+measure bms-bin 16 3 >/dev/null
 measure nginx 16 3 >/dev/null
 measure nginx-post 16 3 >/dev/null
 
@@ -327,16 +345,18 @@ while [ "$round" -le "$ROUNDS" ]; do
     printf '%-11s %5s %9s %8s %8s %6s %10s %5s %6s\n' server conns \
         'req/s' 'p50 ms' 'p99 ms' errors 'cpu us/req' load others
     best_bms=0
+    best_bin=0
     best_nginx=0
     best_post=0
     for c in $CONNS; do
-        for s in bms nginx nginx-post; do
+        for s in bms bms-bin nginx nginx-post; do
             l=$(load1)
             set -- $(measure "$s" "$c" "$DURATION")
             printf '%-11s %5d %9d %8.3f %8.3f %6d %10.1f %5s %6s\n' \
                 "$s" "$c" "$1" "$2" "$3" "$4" "$5" "$l" "$6"
             case $s in
             bms) [ "$1" -gt "$best_bms" ] && best_bms=$1 ;;
+            bms-bin) [ "$1" -gt "$best_bin" ] && best_bin=$1 ;;
             nginx) [ "$1" -gt "$best_nginx" ] && best_nginx=$1 ;;
             nginx-post) [ "$1" -gt "$best_post" ] && best_post=$1 ;;
             esac
@@ -346,6 +366,11 @@ while [ "$round" -le "$ROUNDS" ]; do
         "nginx-post $best_post; bms/nginx $(awk -v a="$best_bms" \
         -v b="$best_nginx" 'BEGIN { printf "%.3f", a / b }')," \
         "bms/nginx-post $(awk -v a="$best_bms" -v b="$best_post" \
+        'BEGIN { printf "%.3f", a / b }')"
+    echo "peak req/s with binary data: bms-bin $best_bin;" \
+        "bms-bin/nginx $(awk -v a="$best_bin" -v b="$best_nginx" \
+        'BEGIN { printf "%.3f", a / b }')," \
+        "bms-bin/nginx-post $(awk -v a="$best_bin" -v b="$best_post" \
         'BEGIN { printf "%.3f", a / b }')"
 
     # Fixed-rate load: latency from each request's due time; nginx-post
@@ -358,16 +383,20 @@ while [ "$round" -le "$ROUNDS" ]; do
         server 'of' 'req/s' achieved p50 p90 p99 p99.9 max 'svc p99' \
         errors load others
     for f in $PACED_FRACTIONS; do
-        rate=$(awk -v b="$best_bms" -v f="$f" 'BEGIN { printf "%d", b * f }')
-        for s in bms nginx-post; do
+        for s in bms nginx-post bms-bin; do
+            peak=$best_bms body=$WORK/body.json len=0
             case $s in
             bms) port=$BMS_PORT pids=$BMS_PID ;;
+            bms-bin)
+                port=$BMS_PORT pids=$BMS_PID peak=$best_bin
+                body=$WORK/body.bin len=$BIN_LEN ;;
             nginx-post) port=$NGINX_PORT pids=$NGINX_PIDS ;;
             esac
+            rate=$(awk -v b="$peak" -v f="$f" 'BEGIN { printf "%d", b * f }')
             l=$(load1)
             window_start $pids
-            "$WORK/paced" "$port" "$INFER" "$WORK/body.json" "$rate" \
-                "$DURATION" "$PACED_CONNS" 1 >"$WORK/paced.out"
+            "$WORK/paced" "$port" "$INFER" "$body" "$rate" \
+                "$DURATION" "$PACED_CONNS" 1 "$len" >"$WORK/paced.out"
             window_end
             awk -v l="$l" -v f="$f" -v o="$w_others" -v s="$s" '
             /^BMS_PACED/ {

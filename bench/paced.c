@@ -9,7 +9,13 @@
  * queued behind it, as it would for real clients arriving at that rate)
  * and, apart, from the moment the request was written (service time).
  *
- *   paced PORT PATH BODY_FILE RATE SECONDS CONNS [WARMUP_SECONDS]
+ *   paced PORT PATH BODY_FILE RATE SECONDS CONNS [WARMUP_SECONDS
+ *         [JSON_LENGTH]]
+ *
+ * With JSON_LENGTH the body is a binary-data request: its first
+ * JSON_LENGTH bytes are the JSON part, sent with
+ * Inference-Header-Content-Length and Content-Type
+ * application/octet-stream.
  *
  * Talks to 127.0.0.1 only.  Prints one line starting with BMS_PACED.
  * Build: cc -std=c11 -O2 -o paced bench/paced.c
@@ -335,19 +341,27 @@ static char *read_body(const char *path, size_t *len)
 
 
 static int build_request(struct paced *p, const char *path,
-                         const char *body_file)
+                         const char *body_file, long json_len)
 {
     size_t body_len = 0;
     char *body = read_body(body_file, &body_len);
     char head[512];
+    char type[128];
     int n;
 
     if (body == NULL) {
         return -1;
     }
+    if (json_len > 0) {
+        snprintf(type, sizeof(type), "application/octet-stream\r\n"
+                 "Inference-Header-Content-Length: %ld", json_len);
+    } else {
+        snprintf(type, sizeof(type), "application/json");
+    }
     n = snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\n"
-                 "Host: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-                 "Content-Length: %zu\r\n\r\n", path, p->port, body_len);
+                 "Host: 127.0.0.1:%d\r\nContent-Type: %s\r\n"
+                 "Content-Length: %zu\r\n\r\n", path, p->port, type,
+                 body_len);
     if (n < 0 || (size_t)n >= sizeof(head)) {
         free(body);
         return -1;
@@ -473,12 +487,13 @@ int main(int argc, char **argv)
     struct paced *p;
     double seconds;
     double warmup_s = argc > 7 ? strtod(argv[7], NULL) : 0.0;
+    long json_len = argc > 8 ? strtol(argv[8], NULL, 10) : 0;
     int i;
     int rc = 1;
 
-    if (argc < 7 || argc > 8) {
+    if (argc < 7 || argc > 9) {
         fprintf(stderr, "usage: paced PORT PATH BODY_FILE RATE SECONDS "
-                "CONNS [WARMUP_SECONDS]\n");
+                "CONNS [WARMUP_SECONDS [JSON_LENGTH]]\n");
         return 2;
     }
     p = calloc(1, sizeof(*p));
@@ -491,11 +506,12 @@ int main(int argc, char **argv)
     seconds = strtod(argv[5], NULL);
     p->n_conns = (int)strtol(argv[6], NULL, 10);
     if (p->port <= 0 || p->port > 65535 || p->rate <= 0 || seconds <= 0 ||
-        p->n_conns < 1 || p->n_conns > MAX_CONNS || warmup_s < 0) {
+        p->n_conns < 1 || p->n_conns > MAX_CONNS || warmup_s < 0 ||
+        json_len < 0) {
         fprintf(stderr, "paced: bad arguments\n");
         goto out;
     }
-    if (build_request(p, argv[2], argv[3]) != 0) {
+    if (build_request(p, argv[2], argv[3], json_len) != 0) {
         fprintf(stderr, "paced: cannot read %s\n", argv[3]);
         goto out;
     }

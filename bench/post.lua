@@ -1,12 +1,20 @@
 -- wrk script for bench/http.sh: POST the body in $BMS_BENCH_BODY as JSON
--- and print one machine-readable result line when the run is done.
+-- and print one machine-readable result line when the run is done.  With
+-- $BMS_BENCH_JSON_LENGTH the body is a binary-data request whose first
+-- that many bytes are JSON.
 
 local path = os.getenv("BMS_BENCH_BODY")
 local f = assert(io.open(path, "rb"), "cannot read " .. tostring(path))
 wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
-wrk.headers["Content-Type"] = "application/json"
+local json_length = os.getenv("BMS_BENCH_JSON_LENGTH")
+if json_length ~= nil and json_length ~= "" then
+    wrk.headers["Content-Type"] = "application/octet-stream"
+    wrk.headers["Inference-Header-Content-Length"] = json_length
+else
+    wrk.headers["Content-Type"] = "application/json"
+end
 
 function done(summary, latency, requests)
     local seconds = summary.duration / 1e6

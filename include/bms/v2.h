@@ -49,6 +49,30 @@ enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
                                           struct bms_v2_call **out,
                                           struct bms_diag *diag);
 
+/*
+ * bms_v2_call_parse_limited for a body of the binary tensor data
+ * extension: its first json_size bytes (the Inference-Header-Content-Length
+ * header) are the JSON request, the bytes after them the data of the
+ * inputs that give parameters.binary_data_size, in the order of "inputs",
+ * little-endian and row-major.  Each input's bytes are copied once into
+ * its tensor.  Fails as bms_v2_call_parse does and with BMS_ERR_INVALID
+ * for json_size > len, a binary_data_size other than the bytes the shape
+ * takes, an input with both "data" and binary_data_size, or binary bytes
+ * missing or left over.  Thread-safe.
+ */
+enum bms_status bms_v2_call_parse_binary(struct bms_served *served,
+                                         const char *body, size_t len,
+                                         size_t json_size,
+                                         int64_t max_elements,
+                                         struct bms_v2_call **out,
+                                         struct bms_diag *diag);
+
+/* Whether the call's answer carries binary data: some answered output
+ * has parameters.binary_data true, or the request's
+ * parameters.binary_data_output is true and the output does not say
+ * false. */
+int bms_v2_call_binary_answer(const struct bms_v2_call *call);
+
 /* The call's input tensors, one per graph input in graph order; they
  * live as long as the call. */
 const struct bms_tensor *bms_v2_call_inputs(const struct bms_v2_call *call);
@@ -64,6 +88,28 @@ enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
                                     const struct bms_tensor *outputs,
                                     struct bms_buf *out,
                                     struct bms_diag *diag);
+
+/*
+ * bms_v2_call_respond that also says where the JSON ends: on success
+ * *json_size (when not NULL) is the bytes of the JSON part of what was
+ * appended; with bms_v2_call_binary_answer the binary outputs' bytes
+ * follow it, in the order of the outputs in the JSON.
+ */
+enum bms_status bms_v2_call_respond_binary(const struct bms_v2_call *call,
+                                           const struct bms_tensor *outputs,
+                                           struct bms_buf *out,
+                                           size_t *json_size,
+                                           struct bms_diag *diag);
+
+/*
+ * Run the call on a session borrowed from its served model (given back
+ * on every path) and append the answer as bms_v2_call_respond_binary
+ * does.  Fails with the engine's status; out is then left as it was.
+ * Thread-safe.
+ */
+enum bms_status bms_v2_call_run(const struct bms_v2_call *call,
+                                struct bms_buf *out, size_t *json_size,
+                                struct bms_diag *diag);
 
 void bms_v2_call_destroy(struct bms_v2_call *call);  /* accepts NULL */
 

@@ -37,6 +37,8 @@ struct entry {
     struct model_slot *model;
     uint64_t serial;
     uint64_t hash;
+    int64_t json_size;           /* the request's; -1: a plain JSON body */
+    int64_t answer_json_size;    /* the answer's; -1: plain JSON */
     int64_t expires_us;
     size_t size;                 /* bytes counted against the bounds */
     size_t body_len;
@@ -131,11 +133,26 @@ static uint64_t hash_bytes(uint64_t seed, const void *data, size_t len)
 void bms__cache_key_init(struct bms__cache_key *key, const char *model,
                          uint64_t serial, const void *body, size_t body_len)
 {
+    bms__cache_key_init_binary(key, model, serial, body, body_len, -1);
+}
+
+
+void bms__cache_key_init_binary(struct bms__cache_key *key,
+                                const char *model, uint64_t serial,
+                                const void *body, size_t body_len,
+                                int64_t json_size)
+{
+    /* The header value enters the seed, so that the same bytes split
+     * another way land elsewhere (the compare below decides). */
+    uint64_t seed = serial ^ ((uint64_t)(json_size + 1) *
+                              0xd6e8feb86659fd93ull);
+
     key->model = model;
     key->serial = serial;
     key->body = body;
     key->body_len = body_len;
-    key->hash = hash_bytes(serial, body, body_len);
+    key->json_size = json_size;
+    key->hash = hash_bytes(seed, body, body_len);
 }
 
 
@@ -228,6 +245,7 @@ static struct entry *find_entry(struct bms__cache *c,
     for (; e != NULL; e = e->hash_next) {
         if (e->hash == key->hash && e->serial == key->serial &&
             e->body_len == key->body_len &&
+            e->json_size == key->json_size &&
             strcmp(e->model->name, key->model) == 0 &&
             memcmp(e->data, key->body, key->body_len) == 0) {
             return e;
@@ -306,6 +324,17 @@ enum bms_status bms__cache_get(struct bms__cache *cache,
                                const struct bms__cache_key *key,
                                struct bms_buf *out)
 {
+    int64_t answer_json_size;
+
+    return bms__cache_get_split(cache, key, out, &answer_json_size);
+}
+
+
+enum bms_status bms__cache_get_split(struct bms__cache *cache,
+                                     const struct bms__cache_key *key,
+                                     struct bms_buf *out,
+                                     int64_t *answer_json_size)
+{
     struct entry *garbage = NULL;
     struct model_slot *slot;
     struct entry *e;
@@ -337,6 +366,9 @@ enum bms_status bms__cache_get(struct bms__cache *cache,
 
     /* Copy outside the lock: the reference keeps the entry alive. */
     rc = bms_buf_append(out, e->data + e->body_len, e->answer_len);
+    if (rc == BMS_OK) {
+        *answer_json_size = e->answer_json_size;
+    }
     entry_unref(e);
     if (rc != BMS_OK) {
         pthread_mutex_lock(&cache->lock);
@@ -370,7 +402,7 @@ static void make_room(struct bms__cache *c, struct model_slot *slot,
 /* A new entry for key and answer, not yet linked (NULL: no memory). */
 static struct entry *entry_create(const struct bms__cache_key *key,
                                   const char *answer, size_t answer_len,
-                                  size_t size)
+                                  int64_t answer_json_size, size_t size)
 {
     struct entry *e = malloc(size);
 
@@ -380,6 +412,8 @@ static struct entry *entry_create(const struct bms__cache_key *key,
     memset(e, 0, sizeof(*e));
     e->serial = key->serial;
     e->hash = key->hash;
+    e->json_size = key->json_size;
+    e->answer_json_size = answer_json_size;
     e->size = size;
     e->body_len = key->body_len;
     e->answer_len = answer_len;
@@ -394,6 +428,16 @@ enum bms_status bms__cache_put(struct bms__cache *cache,
                                const struct bms__cache_key *key,
                                const char *answer, size_t answer_len,
                                const struct bms_cache_config *config)
+{
+    return bms__cache_put_split(cache, key, answer, answer_len, -1, config);
+}
+
+
+enum bms_status bms__cache_put_split(struct bms__cache *cache,
+                                     const struct bms__cache_key *key,
+                                     const char *answer, size_t answer_len,
+                                     int64_t answer_json_size,
+                                     const struct bms_cache_config *config)
 {
     size_t model_max = config->max_bytes > 0 ? (size_t)config->max_bytes : 0;
     size_t size = sizeof(struct entry) + key->body_len;
@@ -410,7 +454,7 @@ enum bms_status bms__cache_put(struct bms__cache *cache,
     if (size > model_max || size > cache->max_size) {
         return BMS_OK;
     }
-    e = entry_create(key, answer, answer_len, size);
+    e = entry_create(key, answer, answer_len, answer_json_size, size);
     if (e == NULL) {
         return BMS_ERR_NOMEM;
     }

@@ -7,8 +7,10 @@
  * stays valid.
  *
  * Invariants: a hit returns only an answer stored for the very same
- * bytes of request body (the 64-bit hash only finds the candidate; the
- * bytes are compared), for the same loaded version; the bytes kept never
+ * bytes of request body split the same way (the same
+ * Inference-Header-Content-Length, or none; the 64-bit hash only finds
+ * the candidate, the bytes are compared), for the same loaded version,
+ * with the split of the answer it was kept with; the bytes kept never
  * pass the server-wide bound nor, per model, the manifest's bound, the
  * least recently used answers going first.  A reload gets a new serial,
  * so the answers of the version it replaces can never be returned again.
@@ -27,14 +29,16 @@
 
 struct bms__cache;
 
-/* What identifies one answer.  Fill it with bms__cache_key_init; it
- * borrows the model name and the body. */
+/* What identifies one answer.  Fill it with bms__cache_key_init or
+ * bms__cache_key_init_binary; it borrows the model name and the body. */
 struct bms__cache_key {
     const char *model;
     uint64_t serial;
     const void *body;
     size_t body_len;
-    uint64_t hash;               /* of serial and body */
+    int64_t json_size;           /* Inference-Header-Content-Length; -1:
+                                  * a body that is JSON alone */
+    uint64_t hash;               /* of serial, json_size and body */
 };
 
 /* The counters of one model since the cache was created. */
@@ -65,6 +69,13 @@ void bms__cache_set_clock(struct bms__cache *cache, int64_t (*now_us)(void));
 void bms__cache_key_init(struct bms__cache_key *key, const char *model,
                          uint64_t serial, const void *body, size_t body_len);
 
+/* The same for a body of the binary tensor data extension whose first
+ * json_size bytes are JSON (-1: no such header, as bms__cache_key_init). */
+void bms__cache_key_init_binary(struct bms__cache_key *key,
+                                const char *model, uint64_t serial,
+                                const void *body, size_t body_len,
+                                int64_t json_size);
+
 /*
  * Look up key.  On a hit the stored answer is appended to out and BMS_OK
  * is returned; BMS_ERR_NOT_FOUND is a miss (nothing kept for the key, or
@@ -75,6 +86,13 @@ void bms__cache_key_init(struct bms__cache_key *key, const char *model,
 enum bms_status bms__cache_get(struct bms__cache *cache,
                                const struct bms__cache_key *key,
                                struct bms_buf *out);
+
+/* bms__cache_get that also gives the answer_json_size the answer was
+ * kept with (bms__cache_put_split) in *answer_json_size on a hit. */
+enum bms_status bms__cache_get_split(struct bms__cache *cache,
+                                     const struct bms__cache_key *key,
+                                     struct bms_buf *out,
+                                     int64_t *answer_json_size);
 
 /*
  * Keep answer (answer_len bytes) for key, valid for config->ttl_s
@@ -88,6 +106,15 @@ enum bms_status bms__cache_put(struct bms__cache *cache,
                                const struct bms__cache_key *key,
                                const char *answer, size_t answer_len,
                                const struct bms_cache_config *config);
+
+/* bms__cache_put keeping answer_json_size with the answer: the bytes of
+ * its JSON part when binary data follows, -1 for an answer that is JSON
+ * alone (what bms__cache_put keeps). */
+enum bms_status bms__cache_put_split(struct bms__cache *cache,
+                                     const struct bms__cache_key *key,
+                                     const char *answer, size_t answer_len,
+                                     int64_t answer_json_size,
+                                     const struct bms_cache_config *config);
 
 /* Drop every cached answer of model (every version); its hit and miss
  * counters stay.  Accepts a NULL cache.  Thread-safe. */

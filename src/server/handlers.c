@@ -5,7 +5,11 @@
  * work itself is bms_v2_*.  Nothing here knows about sockets.
  *
  * With a scheduler, inference is parsed here, queued, waited for with its
- * deadline and answered here; without one it runs on this thread.
+ * deadline and answered here; without one it runs on this thread.  Both
+ * take the binary tensor data extension: an Inference-Header-Content-Length
+ * header splits the body into JSON and the inputs' bytes, and an answer
+ * with binary outputs goes out as application/octet-stream with that
+ * header giving its JSON part.
  *
  * Resolution order for a model route: an unknown name is 404; a named
  * version that is ready answers; a named version that failed to load is
@@ -33,6 +37,17 @@ static const char nomem_body[] = "{\"error\": \"out of memory\"}";
 
 /* The longest deadline a request may ask for: one day (milliseconds). */
 #define TIMEOUT_MAX_MS ((int64_t)24 * 3600 * 1000)
+
+/* One infer request's body as its headers split it, and how its answer
+ * is split. */
+struct infer_body {
+    const char *body;
+    size_t len;                  /* bytes */
+    int64_t json_size;           /* Inference-Header-Content-Length; -1:
+                                  * the body is JSON alone */
+    int64_t answer_json_size;    /* the answer's JSON part when binary
+                                  * data follows it; -1: JSON alone */
+};
 
 /* The outcome of resolving a model route to one version. */
 struct resolved {
@@ -390,20 +405,126 @@ static void reply_refused(struct bms__reply *reply,
 }
 
 
+/*
+ * The Inference-Header-Content-Length header into b->json_size (-1
+ * without it): decimal digits, at most the body's length.  Returns -1
+ * after answering a malformed one with 400.
+ */
+static int read_binary_header(const struct bms__context *ctx,
+                              struct infer_body *b, struct bms__reply *reply)
+{
+    const char *s = ctx->binary_header;
+    int64_t v = 0;
+    size_t n = 0;
+    char msg[160];
+
+    b->json_size = -1;
+    b->answer_json_size = -1;
+    if (s == NULL) {
+        return 0;
+    }
+    for (; s[n] >= '0' && s[n] <= '9' && n < 18; n++) {
+        v = v * 10 + (s[n] - '0');
+    }
+    if (n == 0 || s[n] != '\0') {
+        bms__reply_error(reply, 400, "Inference-Header-Content-Length:"
+                         " expected a decimal integer, the bytes of JSON"
+                         " at the start of the body");
+        return -1;
+    }
+    if ((uint64_t)v > b->len) {
+        snprintf(msg, sizeof(msg), "Inference-Header-Content-Length: %lld"
+                 " bytes, more than the body's %zu", (long long)v, b->len);
+        bms__reply_error(reply, 400, msg);
+        return -1;
+    }
+    b->json_size = v;
+    return 0;
+}
+
+
+/* Parse and bind the body as its header splits it. */
+static enum bms_status parse_call(const struct bms__context *ctx,
+                                  struct bms_served *served,
+                                  const struct infer_body *b,
+                                  struct bms_v2_call **call,
+                                  struct bms_diag *diag)
+{
+    if (b->json_size < 0) {
+        return bms_v2_call_parse_limited(served, b->body, b->len,
+                                         ctx->max_elements, call, diag);
+    }
+    return bms_v2_call_parse_binary(served, b->body, b->len,
+                                    (size_t)b->json_size, ctx->max_elements,
+                                    call, diag);
+}
+
+
+/* A 200 whose body is in the reply; a binary one (answer_json_size >= 0)
+ * says so in its Content-Type and where its JSON ends. */
+static void reply_answer(struct bms__reply *reply, int64_t answer_json_size)
+{
+    char text[32];
+
+    reply->http_status = 200;
+    if (answer_json_size < 0) {
+        return;
+    }
+    reply->content_type = "application/octet-stream";
+    snprintf(text, sizeof(text), "%lld", (long long)answer_json_size);
+    bms__reply_header(reply, "Inference-Header-Content-Length", text);
+}
+
+
+/* Answer a call that ran: json_size is its answer's JSON part. */
+static void reply_ran(struct bms__reply *reply,
+                      const struct bms_v2_call *call, size_t json_size,
+                      struct infer_body *b)
+{
+    b->answer_json_size = bms_v2_call_binary_answer(call)
+                          ? (int64_t)json_size : -1;
+    reply_answer(reply, b->answer_json_size);
+}
+
+
+/* Infer on this thread, without a scheduler. */
+static void infer_direct(const struct bms__context *ctx,
+                         struct bms_served *served, struct infer_body *b,
+                         struct bms__reply *reply)
+{
+    struct bms_v2_call *call = NULL;
+    struct bms_diag diag;
+    size_t json_size = 0;
+    enum bms_status rc;
+
+    diag.msg[0] = '\0';
+    rc = parse_call(ctx, served, b, &call, &diag);
+    if (rc == BMS_OK) {
+        rc = bms_v2_call_run(call, &reply->body, &json_size, &diag);
+    }
+    if (rc != BMS_OK) {
+        reply_failed(reply, rc, &diag);
+    } else {
+        reply_ran(reply, call, json_size, b);
+    }
+    bms_v2_call_destroy(call);
+}
+
+
 /* Infer through the scheduler. */
 static void infer_queued(const struct bms__context *ctx,
-                         struct bms_served *served, const char *body,
-                         size_t body_len, struct bms__reply *reply)
+                         struct bms_served *served, struct infer_body *b,
+                         struct bms__reply *reply)
 {
     struct bms_sched_result result;
     struct bms_v2_call *call = NULL;
     struct bms_diag diag;
+    size_t json_size = 0;
     int64_t deadline_us;
     enum bms_status rc;
 
     diag.msg[0] = '\0';
-    rc = bms_v2_call_parse_limited(served, body, body_len,
-                                   ctx->max_elements, &call, &diag);
+    rc = parse_call(ctx, served, b, &call, &diag);
     if (rc != BMS_OK) {
         reply_failed(reply, rc, &diag);
         return;
@@ -416,14 +537,15 @@ static void infer_queued(const struct bms__context *ctx,
     rc = bms_sched_infer(ctx->sched, served, bms_v2_call_inputs(call),
                          deadline_us, &result, &diag);
     if (rc == BMS_OK) {
-        rc = bms_v2_call_respond(call, result.outputs, &reply->body, &diag);
+        rc = bms_v2_call_respond_binary(call, result.outputs, &reply->body,
+                                        &json_size, &diag);
     }
     if (rc == BMS_ERR_UNAVAILABLE) {
         reply_refused(reply, &result);
     } else if (rc != BMS_OK) {
         reply_failed(reply, rc, &diag);
     } else {
-        reply->http_status = 200;
+        reply_ran(reply, call, json_size, b);
     }
     bms_sched_result_fini(&result);
     bms_v2_call_destroy(call);
@@ -508,39 +630,47 @@ static int cache_applies(const struct bms__context *ctx,
 }
 
 
+/* The key of a body: its bytes and how the header splits them, so that
+ * the same bytes under another Inference-Header-Content-Length (or none)
+ * are another request. */
 static void cache_key(struct bms__cache_key *key,
-                      const struct bms_served *served, const char *body,
-                      size_t body_len)
+                      const struct bms_served *served,
+                      const struct infer_body *b)
 {
-    bms__cache_key_init(key, bms_served_name(served),
-                        bms_served_serial(served), body, body_len);
+    bms__cache_key_init_binary(key, bms_served_name(served),
+                               bms_served_serial(served), b->body, b->len,
+                               b->json_size);
 }
 
 
 /* Answer from the cache when it holds the body's answer: 200 with the
- * stored body and X-Cache: hit.  Returns 1 when it answered. */
+ * stored body, its binary headers as when it was computed, and X-Cache:
+ * hit.  Returns 1 when it answered. */
 static int cache_hit(const struct bms__context *ctx,
-                     const struct bms_served *served, const char *body,
-                     size_t body_len, struct bms__reply *reply)
+                     const struct bms_served *served,
+                     const struct infer_body *b, struct bms__reply *reply)
 {
     struct bms__cache_key key;
+    int64_t answer_json_size = -1;
 
-    cache_key(&key, served, body, body_len);
+    cache_key(&key, served, b);
     bms_buf_reset(&reply->body);
-    if (bms__cache_get(ctx->cache, &key, &reply->body) != BMS_OK) {
+    if (bms__cache_get_split(ctx->cache, &key, &reply->body,
+                             &answer_json_size) != BMS_OK) {
         bms_buf_reset(&reply->body);
         return 0;
     }
-    reply->http_status = 200;
+    reply_answer(reply, answer_json_size);
     bms__reply_header(reply, "X-Cache", "hit");
     return 1;
 }
 
 
-/* After running: keep a successful answer; mark the reply a miss. */
+/* After running: keep a successful answer with its split; mark the reply
+ * a miss. */
 static void cache_keep(const struct bms__context *ctx,
-                       const struct bms_served *served, const char *body,
-                       size_t body_len, struct bms__reply *reply)
+                       const struct bms_served *served,
+                       const struct infer_body *b, struct bms__reply *reply)
 {
     struct bms__cache_key key;
 
@@ -548,9 +678,10 @@ static void cache_keep(const struct bms__context *ctx,
     if (reply->http_status != 200) {
         return;
     }
-    cache_key(&key, served, body, body_len);
-    if (bms__cache_put(ctx->cache, &key, reply->body.data, reply->body.len,
-                       &bms_served_manifest(served)->cache) != BMS_OK) {
+    cache_key(&key, served, b);
+    if (bms__cache_put_split(ctx->cache, &key, reply->body.data,
+                             reply->body.len, b->answer_json_size,
+                             &bms_served_manifest(served)->cache) != BMS_OK) {
         bms_log(BMS_LOG_WARN, "cache", "msg=\"answer not kept\" model=%s "
                 "error=nomem", bms_served_name(served));
     }
@@ -561,10 +692,9 @@ static void handle_infer(const struct bms__context *ctx,
                          const struct bms__route *route, const char *body,
                          size_t body_len, struct bms__reply *reply)
 {
+    struct infer_body b = {body, body_len, -1, -1};
     struct bms__route picked;
-    struct bms_diag diag;
     struct resolved res;
-    enum bms_status rc;
     int cached;
 
     if (route->version == 0 && ctx->routing != NULL &&
@@ -574,26 +704,21 @@ static void handle_infer(const struct bms__context *ctx,
         }
         route = &picked;
     }
-    if (resolve(ctx->repo, route, &res, reply) != 0) {
+    if (resolve(ctx->repo, route, &res, reply) != 0 ||
+        read_binary_header(ctx, &b, reply) != 0) {
         return;
     }
     cached = cache_applies(ctx, res.served);
-    if (cached && cache_hit(ctx, res.served, body, body_len, reply)) {
+    if (cached && cache_hit(ctx, res.served, &b, reply)) {
         return;
     }
     if (ctx->sched != NULL) {
-        infer_queued(ctx, res.served, body, body_len, reply);
+        infer_queued(ctx, res.served, &b, reply);
     } else {
-        diag.msg[0] = '\0';
-        rc = bms_v2_infer(res.served, body, body_len, &reply->body, &diag);
-        if (rc != BMS_OK) {
-            reply_failed(reply, rc, &diag);
-        } else {
-            reply->http_status = 200;
-        }
+        infer_direct(ctx, res.served, &b, reply);
     }
     if (cached) {
-        cache_keep(ctx, res.served, body, body_len, reply);
+        cache_keep(ctx, res.served, &b, reply);
     }
 }
 
@@ -842,7 +967,8 @@ void bms__handle_with(const struct bms__context *ctx,
                    bms_buf_puts(&reply->body,
                                 "{\"name\": \"bms\", \"version\": \""
                                 BMS_VERSION "\", \"extensions\": "
-                                "[\"classification\"]}"));
+                                "[\"classification\", "
+                                "\"binary_tensor_data\"]}"));
         return;
     case BMS__ROUTE_MODEL:
         handle_model(ctx, route, reply);

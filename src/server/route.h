@@ -159,6 +159,8 @@ struct bms__context {
     struct bms__routing *routing;  /* NULL: no weighted routing */
     struct bms_store *store;   /* NULL: no alerts kept */
     const char *timeout_header;    /* the Timeout-Ms header, or NULL */
+    const char *binary_header;     /* Inference-Header-Content-Length,
+                                    * or NULL */
     int64_t start_us;          /* arrival (bms_now_us); deadlines count
                                 * from it */
     struct bms__auth *auth;    /* NULL: no gateway (tests, offline) */

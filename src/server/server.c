@@ -459,6 +459,8 @@ static enum MHD_Result answer(struct request *req,
     }
     ctx.timeout_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      "Timeout-Ms");
+    ctx.binary_header = MHD_lookup_connection_value(
+        conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
     ctx.start_us = req->start_us;
     ctx.query = query_arg;
     ctx.query_check = query_check;

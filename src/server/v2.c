@@ -8,6 +8,12 @@
  * from the served model, and the outputs are answered.  The session goes
  * back on every path, and a request that fails leaves the caller's buffer
  * as it was: no half response.
+ *
+ * With the binary tensor data extension an output asked for as binary
+ * (its parameters.binary_data, or the request's binary_data_output) has
+ * no "data" in the JSON but "binary_data_size" in its parameters; its
+ * bytes (little-endian, row-major; BYTES as a 4-byte length and the
+ * bytes of each element) follow the JSON, in the order of the outputs.
  */
 #include <inttypes.h>
 #include <math.h>
@@ -25,6 +31,7 @@ struct plan {
     const struct bms_manifest_io *io;    /* its manifest entry, or NULL */
     int64_t classification;              /* top K; 0 when not asked */
     int raw;
+    int binary;                          /* 1: its data after the JSON */
 };
 
 /* A score and its class index, ordered for top K. */
@@ -276,6 +283,9 @@ static enum bms_status plan_outputs(const struct bms_served *served,
                                 bms_model_output(model, k)->name);
         plans[j].classification = o != NULL ? o->classification : 0;
         plans[j].raw = o != NULL ? o->raw : 0;
+        /* An output's own binary_data wins over the request's. */
+        plans[j].binary = o != NULL && o->binary >= 0 ? o->binary
+                                                      : req->binary_output;
         if (plans[j].classification > 0 &&
             bms_model_output(model, k)->n_dims == 0) {
             return bms_diag_set(diag, BMS_ERR_INVALID, "outputs[%d]."
@@ -311,9 +321,41 @@ static void write_head(struct bms__json *j, const char *name,
 }
 
 
+/* Append n bytes at data to the binary part bin (sticky errors in j). */
+static void bin_append(struct bms__json *j, struct bms_buf *bin,
+                       const void *data, size_t n)
+{
+    if (j->rc == BMS_OK) {
+        j->rc = bms_buf_append(bin, data, n);
+    }
+}
+
+
+/* Append n elements of elem_size bytes, little-endian, to bin. */
+static void bin_append_le(struct bms__json *j, struct bms_buf *bin,
+                          const void *data, int64_t n, size_t elem_size)
+{
+    size_t start = bin->len;
+
+    bin_append(j, bin, data, (size_t)n * elem_size);
+    if (j->rc == BMS_OK) {
+        bms__v2_from_le(bin->data + start, n, elem_size);
+    }
+}
+
+
+/* The parameters member of a binary output, open for more members. */
+static void write_binary_size(struct bms__json *j, size_t size)
+{
+    bms__json_raw(j, ",\"parameters\":{\"binary_data_size\":");
+    bms__json_int(j, (int64_t)size);
+}
+
+
 /* The graph's tensor as it is. */
 static void write_tensor(struct bms__json *j, const char *name,
-                         const struct bms_tensor *t)
+                         const struct plan *pl, const struct bms_tensor *t,
+                         struct bms_buf *bin)
 {
     const char *p = t->data;
     size_t size = bms_dtype_size(t->dtype);
@@ -321,6 +363,12 @@ static void write_tensor(struct bms__json *j, const char *name,
 
     write_head(j, name, bms_dtype_v2_name(t->dtype));
     bms__json_dims(j, t->dims, t->n_dims);
+    if (pl->binary) {
+        write_binary_size(j, (size_t)numel * size);
+        bms__json_raw(j, "}}");
+        bin_append_le(j, bin, p, numel, size);
+        return;
+    }
     bms__json_raw(j, ",\"data\":[");
     for (int64_t i = 0; i < numel; i++) {
         if (i > 0) {
@@ -423,7 +471,8 @@ static const char *class_label(const struct plan *pl, int64_t index)
 /* A classifier's answer: the class index of each item, INT64, and the
  * labels in parameters. */
 static void write_argmax(struct bms__json *j, const char *name,
-                         const struct plan *pl, const struct bms_tensor *t)
+                         const struct plan *pl, const struct bms_tensor *t,
+                         struct bms_buf *bin)
 {
     int64_t n_classes = t->dims[t->n_dims - 1];
     int64_t n_items = n_classes > 0 ? bms_tensor_numel(t) / n_classes : 0;
@@ -432,12 +481,23 @@ static void write_argmax(struct bms__json *j, const char *name,
 
     write_head(j, name, "INT64");
     bms__json_dims(j, t->dims, t->n_dims - 1);
-    bms__json_raw(j, ",\"data\":[");
-    for (int64_t i = 0; i < n_items; i++) {
-        bms__json_raw(j, i > 0 ? "," : "");
-        bms__json_int(j, argmax_item(t, p + (size_t)i * row, n_classes));
+    if (pl->binary) {
+        for (int64_t i = 0; i < n_items; i++) {
+            int64_t c = argmax_item(t, p + (size_t)i * row, n_classes);
+
+            bin_append_le(j, bin, &c, 1, sizeof(c));
+        }
+        write_binary_size(j, (size_t)n_items * sizeof(int64_t));
+        bms__json_raw(j, ",\"labels\":[");
+    } else {
+        bms__json_raw(j, ",\"data\":[");
+        for (int64_t i = 0; i < n_items; i++) {
+            bms__json_raw(j, i > 0 ? "," : "");
+            bms__json_int(j, argmax_item(t, p + (size_t)i * row,
+                                         n_classes));
+        }
+        bms__json_raw(j, "],\"parameters\":{\"labels\":[");
     }
-    bms__json_raw(j, "],\"parameters\":{\"labels\":[");
     for (int64_t i = 0; i < n_items; i++) {
         int64_t c = argmax_item(t, p + (size_t)i * row, n_classes);
 
@@ -473,13 +533,15 @@ static void write_ranked(struct bms__json *j, struct bms_buf *text,
  * "score:index:label" ("score:index" without class names). */
 static enum bms_status write_top_k(struct bms__json *j, const char *name,
                                    const struct plan *pl,
-                                   const struct bms_tensor *t)
+                                   const struct bms_tensor *t,
+                                   struct bms_buf *bin)
 {
     int64_t n_classes = t->dims[t->n_dims - 1];
     int64_t n_items = n_classes > 0 ? bms_tensor_numel(t) / n_classes : 0;
     int64_t k = pl->classification < n_classes ? pl->classification
                                                : n_classes;
     size_t row = (size_t)n_classes * bms_dtype_size(t->dtype);
+    size_t bin_start = bin->len;
     int64_t dims[BMS_MAX_DIMS];
     struct bms_buf text = {0};
     struct ranked *r = malloc((size_t)(n_classes > 0 ? n_classes : 1) *
@@ -492,18 +554,31 @@ static enum bms_status write_top_k(struct bms__json *j, const char *name,
     dims[t->n_dims - 1] = k;
     write_head(j, name, "BYTES");
     bms__json_dims(j, dims, t->n_dims);
-    bms__json_raw(j, ",\"data\":[");
+    bms__json_raw(j, pl->binary ? "" : ",\"data\":[");
     for (int64_t i = 0; i < n_items; i++) {
         const char *item = (const char *)t->data + (size_t)i * row;
 
         rank_item(t, item, n_classes, r);
         for (int64_t c = 0; c < k; c++) {
             write_ranked(j, &text, pl, t, item, r[c].index);
+            if (pl->binary) {
+                /* BYTES on the wire: a 4-byte length, then the bytes. */
+                uint32_t n = (uint32_t)text.len;
+
+                bin_append_le(j, bin, &n, 1, sizeof(n));
+                bin_append(j, bin, text.data, text.len);
+                continue;
+            }
             bms__json_raw(j, i > 0 || c > 0 ? "," : "");
             bms__json_string(j, text.data, text.len);
         }
     }
-    bms__json_raw(j, "]}");
+    if (pl->binary) {
+        write_binary_size(j, bin->len - bin_start);
+        bms__json_raw(j, "}}");
+    } else {
+        bms__json_raw(j, "]}");
+    }
     bms_buf_fini(&text);
     free(r);
     return j->rc;
@@ -514,6 +589,7 @@ static enum bms_status write_output(struct bms__json *j,
                                     const struct bms_model *model,
                                     const struct plan *pl,
                                     const struct bms_tensor *t,
+                                    struct bms_buf *bin,
                                     struct bms_diag *diag)
 {
     const char *name = bms_model_output(model, pl->index)->name;
@@ -526,7 +602,7 @@ static enum bms_status write_output(struct bms__json *j,
                             (int)t->dtype);
     }
     if (!classifier && pl->classification == 0) {
-        write_tensor(j, name, t);
+        write_tensor(j, name, pl, t, bin);
         return BMS_OK;
     }
     rc = check_classes(pl, name, t, diag);
@@ -534,9 +610,9 @@ static enum bms_status write_output(struct bms__json *j,
         return rc;
     }
     if (pl->classification > 0) {
-        return write_top_k(j, name, pl, t);
+        return write_top_k(j, name, pl, t, bin);
     }
-    write_argmax(j, name, pl, t);
+    write_argmax(j, name, pl, t, bin);
     return BMS_OK;
 }
 
@@ -546,6 +622,7 @@ static enum bms_status write_response(struct bms__json *j,
                                       const struct bms__v2_request *req,
                                       const struct plan *plans, int n_plans,
                                       const struct bms_tensor *outputs,
+                                      struct bms_buf *bin,
                                       struct bms_diag *diag)
 {
     const struct bms_model *model = bms_served_model(served);
@@ -566,7 +643,7 @@ static enum bms_status write_response(struct bms__json *j,
     for (int i = 0; i < n_plans; i++) {
         bms__json_raw(j, i > 0 ? "," : "");
         rc = write_output(j, model, &plans[i], &outputs[plans[i].index],
-                          diag);
+                          bin, diag);
         if (rc != BMS_OK) {
             return rc;
         }
@@ -584,6 +661,7 @@ struct bms_v2_call {
     struct bms_tensor *inputs;           /* one per graph input */
     struct plan *plans;
     int n_plans;
+    int binary_answer;                   /* some plan is binary */
     int *slot;                           /* request input of each one */
 };
 
@@ -623,6 +701,9 @@ static enum bms_status call_bind(struct bms_v2_call *call,
         rc = plan_outputs(call->served, req, call->plans, &call->n_plans,
                           diag);
     }
+    for (int i = 0; rc == BMS_OK && i < call->n_plans; i++) {
+        call->binary_answer |= call->plans[i].binary;
+    }
     return rc;
 }
 
@@ -636,11 +717,13 @@ enum bms_status bms_v2_call_parse(struct bms_served *served,
 }
 
 
-enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
-                                          const char *body, size_t len,
-                                          int64_t max_elements,
-                                          struct bms_v2_call **out,
-                                          struct bms_diag *diag)
+/* Parse and bind; binary NULL: the body has no binary part. */
+static enum bms_status call_parse(struct bms_served *served,
+                                  const char *body, size_t len,
+                                  const char *binary, size_t binary_len,
+                                  int64_t max_elements,
+                                  struct bms_v2_call **out,
+                                  struct bms_diag *diag)
 {
     struct bms_v2_call *call = calloc(1, sizeof(*call));
     enum bms_status rc;
@@ -649,10 +732,10 @@ enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
         return bms_diag_set(diag, BMS_ERR_NOMEM, "out of memory");
     }
     call->served = served;
-    rc = bms__v2_request_parse_limited(body, len,
-                                       max_elements > 0 ? max_elements
-                                                        : BMS__V2_MAX_ELEMS,
-                                       &call->req, diag);
+    rc = bms__v2_request_parse_binary(body, len, binary, binary_len,
+                                      max_elements > 0 ? max_elements
+                                                       : BMS__V2_MAX_ELEMS,
+                                      &call->req, diag);
     if (rc == BMS_OK) {
         rc = call_bind(call, diag);
     }
@@ -662,6 +745,39 @@ enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
     }
     *out = call;
     return BMS_OK;
+}
+
+
+enum bms_status bms_v2_call_parse_limited(struct bms_served *served,
+                                          const char *body, size_t len,
+                                          int64_t max_elements,
+                                          struct bms_v2_call **out,
+                                          struct bms_diag *diag)
+{
+    return call_parse(served, body, len, NULL, 0, max_elements, out, diag);
+}
+
+
+enum bms_status bms_v2_call_parse_binary(struct bms_served *served,
+                                         const char *body, size_t len,
+                                         size_t json_size,
+                                         int64_t max_elements,
+                                         struct bms_v2_call **out,
+                                         struct bms_diag *diag)
+{
+    if (json_size > len) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "Inference-Header-"
+                            "Content-Length: %zu bytes, more than the"
+                            " body's %zu", json_size, len);
+    }
+    return call_parse(served, body, json_size, body + json_size,
+                      len - json_size, max_elements, out, diag);
+}
+
+
+int bms_v2_call_binary_answer(const struct bms_v2_call *call)
+{
+    return call->binary_answer;
 }
 
 
@@ -677,30 +793,51 @@ int64_t bms_v2_call_timeout_ms(const struct bms_v2_call *call)
 }
 
 
-enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
-                                    const struct bms_tensor *outputs,
-                                    struct bms_buf *out,
-                                    struct bms_diag *diag)
+enum bms_status bms_v2_call_respond_binary(const struct bms_v2_call *call,
+                                           const struct bms_tensor *outputs,
+                                           struct bms_buf *out,
+                                           size_t *json_size,
+                                           struct bms_diag *diag)
 {
     struct bms__json j = {out, BMS_OK};
+    struct bms_buf bin = {NULL, 0, 0};
     size_t start = out->len;
+    size_t json_end;
     enum bms_status rc;
 
     rc = write_response(&j, call->served, call->req, call->plans,
-                        call->n_plans, outputs, diag);
+                        call->n_plans, outputs, &bin, diag);
+    json_end = out->len;
+    if (rc == BMS_OK && bin.len > 0) {
+        rc = bms_buf_append(out, bin.data, bin.len);
+    }
+    bms_buf_fini(&bin);
     if (rc == BMS_ERR_NOMEM) {
         bms_diag_set(diag, rc, "out of memory while answering");
     }
     if (rc != BMS_OK) {
         truncate_to(out, start);
+        return rc;
     }
-    return rc;
+    if (json_size != NULL) {
+        *json_size = json_end - start;
+    }
+    return BMS_OK;
 }
 
 
-/* Run the call on a session of its own and answer it. */
-static enum bms_status call_run(const struct bms_v2_call *call,
-                                struct bms_buf *out, struct bms_diag *diag)
+enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
+                                    const struct bms_tensor *outputs,
+                                    struct bms_buf *out,
+                                    struct bms_diag *diag)
+{
+    return bms_v2_call_respond_binary(call, outputs, out, NULL, diag);
+}
+
+
+enum bms_status bms_v2_call_run(const struct bms_v2_call *call,
+                                struct bms_buf *out, size_t *json_size,
+                                struct bms_diag *diag)
 {
     const struct bms_model *model = bms_served_model(call->served);
     int n_outputs = bms_model_n_outputs(model);
@@ -717,7 +854,7 @@ static enum bms_status call_run(const struct bms_v2_call *call,
         rc = bms_session_run(session, call->inputs, outputs, diag);
     }
     if (rc == BMS_OK) {
-        rc = bms_v2_call_respond(call, outputs, out, diag);
+        rc = bms_v2_call_respond_binary(call, outputs, out, json_size, diag);
     }
     bms_served_release(call->served, session);
     free(outputs);
@@ -736,7 +873,7 @@ enum bms_status bms_v2_infer(struct bms_served *served, const char *body,
     if (rc != BMS_OK) {
         return rc;
     }
-    rc = call_run(call, out, diag);
+    rc = bms_v2_call_run(call, out, NULL, diag);
     if (rc == BMS_ERR_NOMEM) {
         bms_diag_set(diag, rc, "out of memory while answering");
     }

@@ -8,6 +8,12 @@
  * Keys may come in any order.  When "data" comes before "datatype", the
  * number texts are kept in one side buffer and converted when the input's
  * object closes, with the same checks and messages as the direct path.
+ *
+ * With the binary tensor data extension the JSON is only the head of the
+ * body: an input giving parameters.binary_data_size takes that many bytes
+ * of the binary part that follows, in the order of "inputs", copied once
+ * into its buffer when its object closes.  Every byte of the binary part
+ * must be taken, no more.
  */
 #include <errno.h>
 #include <math.h>
@@ -38,6 +44,8 @@ enum state {
     ST_OUTPUT_VALUE,
     ST_OUTPUT_PARAMS,            /* in outputs[j].parameters, at a key */
     ST_OUTPUT_PARAM_VALUE,
+    ST_INPUT_PARAMS,             /* in inputs[i].parameters, at a key */
+    ST_INPUT_PARAM_VALUE,
     ST_PARAMS,                   /* in the top-level "parameters" */
     ST_PARAM_VALUE,
     ST_DONE
@@ -55,12 +63,16 @@ enum key {
     KEY_DATA,
     KEY_CLASSIFICATION,
     KEY_RAW,
-    KEY_TIMEOUT_MS
+    KEY_TIMEOUT_MS,
+    KEY_BINARY_DATA,
+    KEY_BINARY_DATA_SIZE,
+    KEY_BINARY_DATA_OUTPUT
 };
 
 static const char *const key_names[] = {
     "", "id", "inputs", "outputs", "parameters", "name", "datatype",
-    "shape", "data", "classification", "raw", "timeout_ms",
+    "shape", "data", "classification", "raw", "timeout_ms", "binary_data",
+    "binary_data_size", "binary_data_output",
 };
 
 enum event_type {
@@ -90,6 +102,7 @@ struct seen {
     int data;
     int classification;
     int raw;
+    int binary;                  /* binary_data, binary_data_size */
 };
 
 struct parser {
@@ -101,6 +114,7 @@ struct parser {
     int seen_inputs;
     int seen_outputs;
     int seen_timeout;
+    int seen_binary_output;
     struct seen seen;
     int n_open;                  /* open arrays inside "data" */
     int max_open;
@@ -114,6 +128,9 @@ struct parser {
     int outputs_cap;
     int64_t max_elems;           /* elements one input may hold */
     size_t body_len;             /* bytes */
+    const char *binary;          /* the binary part; NULL: none */
+    size_t binary_len;           /* bytes */
+    size_t binary_used;          /* bytes the inputs so far took */
     struct bms__v2_request *req;
     enum bms_status rc;
     struct bms_diag *diag;
@@ -152,6 +169,10 @@ static const char *field(struct parser *p)
     case ST_OUTPUT_PARAM_VALUE:
         snprintf(p->path, sizeof(p->path), "outputs[%d].parameters.%s",
                  p->req->n_outputs - 1, key);
+        break;
+    case ST_INPUT_PARAM_VALUE:
+        snprintf(p->path, sizeof(p->path), "inputs[%d].parameters.%s",
+                 p->req->n_inputs - 1, key);
         break;
     case ST_PARAM_VALUE:
         snprintf(p->path, sizeof(p->path), "parameters.%s", key);
@@ -263,17 +284,6 @@ static int skip_value(struct parser *p, const struct event *ev,
         p->skip = 1;
     }
     return 1;
-}
-
-
-/* "parameters" is ignored, but must be an object. */
-static int skip_parameters(struct parser *p, const struct event *ev,
-                           enum state resume)
-{
-    if (ev->type != EV_MAP_START) {
-        return expected(p, "an object");
-    }
-    return skip_value(p, ev, resume);
 }
 
 
@@ -828,6 +838,69 @@ static int check_data_shape(struct parser *p, struct bms__v2_input *in)
 }
 
 
+/* The binary part's bytes of a BOOL tensor must each be 0 or 1. */
+static int check_binary_bools(struct parser *p, const struct bms__v2_input *in)
+{
+    const unsigned char *b = (const unsigned char *)in->data.data;
+
+    for (int64_t i = 0; i < in->n_elems; i++) {
+        if (b[i] > 1) {
+            return fail(p, BMS_ERR_INVALID, "inputs[%d].parameters."
+                        "binary_data_size: BOOL element %lld is byte %u,"
+                        " expected 0 or 1", p->req->n_inputs - 1,
+                        (long long)i, (unsigned)b[i]);
+        }
+    }
+    return 1;
+}
+
+
+/*
+ * An input whose data is in the binary part: its binary_data_size must be
+ * exactly what its shape and datatype take and no more than is left; the
+ * bytes (little-endian, row-major) are copied once into its buffer.
+ */
+static int take_binary(struct parser *p, struct bms__v2_input *in)
+{
+    int n = p->req->n_inputs - 1;
+    size_t elem_size = bms_dtype_size(in->dtype);
+    size_t left = p->binary_len - p->binary_used;
+    int64_t numel = 1;
+    size_t need;
+    char dims[160];
+
+    if (p->seen.data) {
+        return fail(p, BMS_ERR_INVALID, "inputs[%d]: data and"
+                    " parameters.binary_data_size exclude each other", n);
+    }
+    for (int i = 0; i < in->n_dims; i++) {
+        numel *= in->dims[i];    /* bounded by the limit in shape_end */
+    }
+    need = (size_t)numel * elem_size;
+    if (in->binary_size != need) {
+        format_dims(dims, sizeof(dims), in->dims, in->n_dims);
+        return fail(p, BMS_ERR_INVALID, "inputs[%d].parameters."
+                    "binary_data_size: %zu bytes, but shape %s of %s takes"
+                    " %zu", n, in->binary_size, dims,
+                    bms_dtype_v2_name(in->dtype), need);
+    }
+    if (need > left) {
+        return fail(p, BMS_ERR_INVALID, "inputs[%d].parameters."
+                    "binary_data_size: %zu bytes, but only %zu bytes of"
+                    " binary data are left", n, need, left);
+    }
+    bms_buf_reset(&in->data);
+    if (bms_buf_append(&in->data, p->binary + p->binary_used, need)
+        != BMS_OK) {
+        return fail_nomem(p);
+    }
+    bms__v2_from_le(in->data.data, numel, elem_size);
+    p->binary_used += need;
+    in->n_elems = numel;
+    return in->dtype != BMS_DTYPE_BOOL || check_binary_bools(p, in);
+}
+
+
 static int input_end(struct parser *p)
 {
     struct bms__v2_input *in = cur_input(p);
@@ -838,12 +911,16 @@ static int input_end(struct parser *p)
     seen[0] = p->seen.name;
     seen[1] = p->seen.datatype;
     seen[2] = p->seen.shape;
-    seen[3] = p->seen.data;
+    seen[3] = p->seen.data || p->seen.binary;
     for (int i = 0; i < 4; i++) {
         if (!seen[i]) {
             return fail(p, BMS_ERR_INVALID, "inputs[%d].%s: missing", n,
                         names[i]);
         }
+    }
+    if (p->seen.binary) {
+        p->state = ST_INPUTS;
+        return take_binary(p, in);
     }
     if (p->n_pending > 0 && !convert_pending(p, in)) {
         return 0;
@@ -952,7 +1029,7 @@ static int shape_end(struct parser *p)
     if (numel > (int64_t)(p->body_len / 2 + 1)) {
         numel = (int64_t)(p->body_len / 2 + 1);
     }
-    if (!p->seen.data && p->seen.datatype) {
+    if (!p->seen.data && !p->seen.binary && p->seen.datatype) {
         size_t size = (size_t)numel * bms_dtype_size(in->dtype);
 
         if (bms_buf_reserve(&in->data, size) != BMS_OK) {
@@ -1010,10 +1087,48 @@ static int step_input_value(struct parser *p, const struct event *ev)
         p->state = ST_DATA;
         return 1;
     case KEY_PARAMETERS:
-        return skip_parameters(p, ev, ST_INPUT);
+        if (ev->type != EV_MAP_START) {
+            return expected(p, "an object");
+        }
+        p->state = ST_INPUT_PARAMS;
+        return 1;
     default:
         return skip_value(p, ev, ST_INPUT);
     }
+}
+
+
+/* inputs[i].parameters: binary_data_size, the bytes of the input's data
+ * in the binary part; other keys are ignored. */
+static int step_input_param(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_input *in = cur_input(p);
+    char text[NUMBER_MAX];
+    int64_t size;
+
+    if (p->key != KEY_BINARY_DATA_SIZE) {
+        return skip_value(p, ev, ST_INPUT_PARAMS);
+    }
+    if (ev->type != EV_NUMBER || ev->len >= sizeof(text)) {
+        return expected(p, "a non-negative integer (bytes)");
+    }
+    memcpy(text, ev->text, ev->len);
+    text[ev->len] = '\0';
+    if (parse_int64(text, &size) != 0 || size < 0) {
+        return fail(p, BMS_ERR_INVALID, "%s: expected a non-negative"
+                    " integer (bytes), got %s", field(p), text);
+    }
+    if (p->binary == NULL) {
+        return fail(p, BMS_ERR_INVALID, "%s: no binary part: the request"
+                    " has no Inference-Header-Content-Length header",
+                    field(p));
+    }
+    if (!given_twice(p, &p->seen.binary)) {
+        return 0;
+    }
+    in->binary_size = (size_t)size;
+    p->state = ST_INPUT_PARAMS;
+    return 1;
 }
 
 
@@ -1046,6 +1161,13 @@ static int step_output_param(struct parser *p, const struct event *ev)
         o->raw = ev->flag;
         p->state = ST_OUTPUT_PARAMS;
         return given_twice(p, &p->seen.raw);
+    case KEY_BINARY_DATA:
+        if (ev->type != EV_BOOL) {
+            return expected(p, "true or false");
+        }
+        o->binary = ev->flag;
+        p->state = ST_OUTPUT_PARAMS;
+        return given_twice(p, &p->seen.binary);
     default:
         return skip_value(p, ev, ST_OUTPUT_PARAMS);
     }
@@ -1106,6 +1228,14 @@ static int step_param(struct parser *p, const struct event *ev)
     char text[NUMBER_MAX];
     int64_t ms;
 
+    if (p->key == KEY_BINARY_DATA_OUTPUT) {
+        if (ev->type != EV_BOOL) {
+            return expected(p, "true or false");
+        }
+        p->req->binary_output = ev->flag;
+        p->state = ST_PARAMS;
+        return given_twice(p, &p->seen_binary_output);
+    }
     if (p->key != KEY_TIMEOUT_MS) {
         return skip_value(p, ev, ST_PARAMS);
     }
@@ -1155,6 +1285,7 @@ static int begin_output(struct parser *p)
         return fail_nomem(p);
     }
     r->n_outputs++;
+    r->outputs[r->n_outputs - 1].binary = -1;
     memset(&p->seen, 0, sizeof(p->seen));
     p->state = ST_OUTPUT;
     return 1;
@@ -1224,6 +1355,9 @@ static int step_key(struct parser *p, const struct event *ev,
     case ST_PARAMS:
         p->state = ST_TOP;
         return 1;
+    case ST_INPUT_PARAMS:
+        p->state = ST_INPUT;
+        return 1;
     default:
         p->state = ST_OUTPUT;
         return 1;
@@ -1291,6 +1425,10 @@ static int step(struct parser *p, const struct event *ev)
         return step_key(p, ev, ST_OUTPUT_PARAM_VALUE);
     case ST_OUTPUT_PARAM_VALUE:
         return step_output_param(p, ev);
+    case ST_INPUT_PARAMS:
+        return step_key(p, ev, ST_INPUT_PARAM_VALUE);
+    case ST_INPUT_PARAM_VALUE:
+        return step_input_param(p, ev);
     case ST_PARAMS:
         return step_key(p, ev, ST_PARAM_VALUE);
     case ST_PARAM_VALUE:
@@ -1413,6 +1551,32 @@ enum bms_status bms__v2_request_parse_limited(const char *body, size_t len,
                                               struct bms__v2_request **out,
                                               struct bms_diag *diag)
 {
+    return bms__v2_request_parse_binary(body, len, NULL, 0, max_elems, out,
+                                        diag);
+}
+
+
+/* After the JSON: every byte of the binary part went to an input. */
+static void check_binary_used(struct parser *p)
+{
+    if (p->rc != BMS_OK || p->binary == NULL ||
+        p->binary_used == p->binary_len) {
+        return;
+    }
+    fail(p, BMS_ERR_INVALID, "binary data: %zu bytes left over: the"
+         " inputs' parameters.binary_data_size take %zu of the %zu bytes"
+         " after Inference-Header-Content-Length",
+         p->binary_len - p->binary_used, p->binary_used, p->binary_len);
+}
+
+
+enum bms_status bms__v2_request_parse_binary(const char *body, size_t len,
+                                             const char *binary,
+                                             size_t binary_len,
+                                             int64_t max_elems,
+                                             struct bms__v2_request **out,
+                                             struct bms_diag *diag)
+{
     struct parser p;
     yajl_handle h = NULL;
     yajl_status st;
@@ -1420,6 +1584,8 @@ enum bms_status bms__v2_request_parse_limited(const char *body, size_t len,
     memset(&p, 0, sizeof(p));
     p.max_elems = max_elems;
     p.body_len = len;
+    p.binary = binary;
+    p.binary_len = binary != NULL ? binary_len : 0;
     p.diag = diag;
     p.rc = BMS_OK;
     p.req = calloc(1, sizeof(*p.req));
@@ -1440,6 +1606,7 @@ enum bms_status bms__v2_request_parse_limited(const char *body, size_t len,
     } else if (p.rc == BMS_OK && p.state != ST_DONE) {
         fail(&p, BMS_ERR_INVALID, "malformed JSON: the request ends early");
     }
+    check_binary_used(&p);
 
 out:
     yajl_free(h);
@@ -1450,6 +1617,27 @@ out:
     }
     *out = p.req;
     return BMS_OK;
+}
+
+
+void bms__v2_from_le(void *data, int64_t n_elems, size_t elem_size)
+{
+    const uint16_t one = 1;
+    unsigned char *b = data;
+    unsigned char first;
+
+    memcpy(&first, &one, 1);
+    if (first == 1 || elem_size < 2) {
+        return;    /* a little-endian host: the bytes are the values */
+    }
+    for (int64_t i = 0; i < n_elems; i++, b += elem_size) {
+        for (size_t k = 0; k < elem_size / 2; k++) {
+            unsigned char t = b[k];
+
+            b[k] = b[elem_size - 1 - k];
+            b[elem_size - 1 - k] = t;
+        }
+    }
 }
 
 

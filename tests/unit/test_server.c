@@ -433,7 +433,8 @@ static void server_describes_itself(void **state)
     get(*state, "/v2", &ans);
     assert_int_equal(ans.status, 200);
     assert_non_null(strstr(ans.body, "\"name\": \"bms\""));
-    assert_non_null(strstr(ans.body, "\"extensions\": [\"classification\"]"));
+    assert_non_null(strstr(ans.body, "\"extensions\": [\"classification\","
+                                     " \"binary_tensor_data\"]"));
 }
 
 

@@ -12,6 +12,8 @@
 #   bench/batching.sh                   10 s per measurement
 #   DURATION=5 CONNS=32 bench/batching.sh
 #   MAX_BATCH=32 DELAY_US=2000 bench/batching.sh
+#   BODY=bin bench/batching.sh          the tensor as binary data
+#   ISOLATION=process bench/batching.sh instances in worker processes
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +25,7 @@ MAX_BATCH=${MAX_BATCH:-64}
 DELAY_US=${DELAY_US:-2000}
 INSTANCES=${INSTANCES:-1}
 ISOLATION=${ISOLATION:-thread}
+BODY=${BODY:-json}
 PY=/usr/bin/python3
 
 if [ ! -x "$BMS_BIN" ]; then
@@ -79,7 +82,20 @@ body = {"inputs": [{"name": "image", "datatype": "FP32",
                     "shape": [1, 1, 28, 28], "data": data}]}
 with open(os.path.join(work, "body.json"), "w") as f:
     json.dump(body, f)
+pixels = (image.astype(np.float32) / np.float32(255)).astype("<f4")
+head = json.dumps({"inputs": [{
+    "name": "image", "datatype": "FP32", "shape": [1, 1, 28, 28],
+    "parameters": {"binary_data_size": pixels.nbytes}}]}).encode()
+with open(os.path.join(work, "body.bin"), "wb") as f:
+    f.write(head + pixels.tobytes())
+with open(os.path.join(work, "body.bin.len"), "w") as f:
+    f.write(str(len(head)))
 PYEOF
+case $BODY in
+json) JSON_LENGTH= ;;
+bin) JSON_LENGTH=$(cat "$WORK/body.bin.len") ;;
+*) echo "bench: BODY is json or bin" >&2; exit 2 ;;
+esac
 
 "$BMS_BIN" serve --model-repository "$WORK/repo" --http-address 127.0.0.1 \
     --http-port 0 --data-dir "$WORK/data" 2>"$WORK/server.log" &
@@ -110,12 +126,14 @@ print(s["requests"], s["executions"], s["shed"], s["expired"])' "$PORT" "$1"
 
 echo "bms serve pid $PID port $PORT, $(nproc) cores, ${DURATION} s each," \
     "$CONNS connections, batch-1 requests; cnn_on: max_batch_size" \
-    "$MAX_BATCH, max_queue_delay_us $DELAY_US; instances $INSTANCES"
+    "$MAX_BATCH, max_queue_delay_us $DELAY_US; instances $INSTANCES," \
+    "isolation $ISOLATION, $BODY bodies"
 printf '%-8s %10s %9s %9s %9s %7s %9s %11s\n' model 'req/s' 'p50 ms' \
     'p90 ms' 'p99 ms' errors requests executions
 for m in cnn_off cnn_on; do
     before=$(stats "$m")
-    line=$(BMS_BENCH_BODY=$WORK/body.json wrk -t2 -c"$CONNS" \
+    line=$(BMS_BENCH_BODY=$WORK/body.$BODY \
+        BMS_BENCH_JSON_LENGTH=$JSON_LENGTH wrk -t2 -c"$CONNS" \
         -d"${DURATION}s" -s "$ROOT/bench/post.lua" \
         "http://127.0.0.1:$PORT/v2/models/$m/infer" | grep '^BMS_RESULT')
     after=$(stats "$m")

@@ -8,8 +8,8 @@
 #   e2e          tests/e2e/run.py          (the real server, release build)
 #   openapi      tests/openapi/run.sh      (docs/openapi.json validated,
 #                its paths against the routes, the served copy)
-#   e2e-san      the bad-input and gateway tests again, on the sanitizer
-#                build
+#   e2e-san      the bad-input, binary-data and gateway tests again, on
+#                the sanitizer build
 #   e2e-faults   crash isolation, on a build with a test-only faulty op
 #
 # Each stage prints `<stage>: N passed, N failed[, N skipped]`; the last
@@ -87,7 +87,7 @@ stage conformance build/san/conformance -q \
 stage e2e /usr/bin/python3 tests/e2e/run.py
 stage openapi tests/openapi/run.sh
 BMS_BIN=build/san/bms stage e2e-san /usr/bin/python3 tests/e2e/run.py \
-    test_errors test_auth test_limits test_package test_cache
+    test_errors test_auth test_limits test_package test_cache test_binary
 BMS_BIN=build/faults/bms stage e2e-faults /usr/bin/python3 tests/e2e/run.py \
     test_isolation
 

@@ -4,6 +4,7 @@
  * visible, the schema and settings are those the store promises (read
  * with sqlite3 directly, not through the store).
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,6 +234,70 @@ static void store_flush_makes_records_visible(void **state)
 }
 
 
+/* Threads of this process whose scheduling policy (field 41 of
+ * /proc/self/task/TID/stat, proc(5)) is SCHED_IDLE, Linux's 5. */
+static int count_idle_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        char path[300];
+        char line[1024];
+        const char *p;
+        FILE *f;
+        int field = 2;
+
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL) {
+            continue;            /* the thread ended meanwhile */
+        }
+        if (fgets(line, sizeof(line), f) != NULL &&
+            (p = strrchr(line, ')')) != NULL) {
+            /* Fields after the command: 3 (state) onwards. */
+            for (p++; *p != '\0' && field < 41; p++) {
+                if (*p == ' ') {
+                    field++;
+                }
+            }
+            n += field == 41 && atoi(p) == 5;
+        }
+        fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+
+/* The writer thread gives way to every other thread: SCHED_IDLE once it
+ * has run (a flush proves it has), gone with the store. */
+static void store_writer_runs_sched_idle(void **state)
+{
+    struct bms_request_record r;
+    struct bms_store *store;
+    char path[64];
+    int before = count_idle_threads();
+
+    (void)state;
+    temp_db(path, sizeof(path));
+    store = open_store(path);
+    memset(&r, 0, sizeof(r));
+    snprintf(r.id, sizeof(r.id), "one");
+    bms_store_record(store, &r);
+    assert_int_equal(bms_store_flush(store), BMS_OK);
+    assert_int_equal(count_idle_threads(), before + 1);
+    bms_store_close(store);
+    assert_int_equal(count_idle_threads(), before);
+    remove_db(path);
+}
+
+
 static void store_cuts_unterminated_fields(void **state)
 {
     char path[64];
@@ -407,6 +472,7 @@ int bms_test_store(int *n_tests)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(store_keeps_every_record_across_reopen),
         cmocka_unit_test(store_flush_makes_records_visible),
+        cmocka_unit_test(store_writer_runs_sched_idle),
         cmocka_unit_test(store_cuts_unterminated_fields),
         cmocka_unit_test(store_sets_wal_and_schema),
         cmocka_unit_test(store_put_model_replaces),

@@ -266,7 +266,7 @@ static int count_idle_threads(void)
                     field++;
                 }
             }
-            n += field == 41 && atoi(p) == 5;
+            n += field == 41 && strtol(p, NULL, 10) == 5;
         }
         fclose(f);
     }

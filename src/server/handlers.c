@@ -407,15 +407,18 @@ static void reply_refused(struct bms__reply *reply,
 
 /*
  * The Inference-Header-Content-Length header into b->json_size (-1
- * without it): decimal digits, at most the body's length.  Returns -1
- * after answering a malformed one with 400.
+ * without it): decimal digits, spaces or tabs around them ignored, at
+ * most the body's length.  Returns -1 after answering a malformed one
+ * with 400.
  */
 static int read_binary_header(const struct bms__context *ctx,
                               struct infer_body *b, struct bms__reply *reply)
 {
     const char *s = ctx->binary_header;
-    int64_t v = 0;
+    uint64_t v = 0;
+    int too_long = 0;
     size_t n = 0;
+    size_t digits;
     char msg[160];
 
     b->json_size = -1;
@@ -423,22 +426,35 @@ static int read_binary_header(const struct bms__context *ctx,
     if (s == NULL) {
         return 0;
     }
-    for (; s[n] >= '0' && s[n] <= '9' && n < 18; n++) {
-        v = v * 10 + (s[n] - '0');
+    while (*s == ' ' || *s == '\t') {
+        s++;
     }
-    if (n == 0 || s[n] != '\0') {
+    for (; s[n] >= '0' && s[n] <= '9'; n++) {
+        v = v * 10 + (uint64_t)(s[n] - '0');
+        too_long |= v > b->len;
+        if (too_long) {
+            v = 0;               /* no overflow: the value is past use */
+        }
+    }
+    digits = n;
+    while (digits > 0 && (s[n] == ' ' || s[n] == '\t')) {
+        n++;
+    }
+    if (digits == 0 || s[n] != '\0') {
         bms__reply_error(reply, 400, "Inference-Header-Content-Length:"
                          " expected a decimal integer, the bytes of JSON"
                          " at the start of the body");
         return -1;
     }
-    if ((uint64_t)v > b->len) {
-        snprintf(msg, sizeof(msg), "Inference-Header-Content-Length: %lld"
-                 " bytes, more than the body's %zu", (long long)v, b->len);
+    if (too_long) {
+        snprintf(msg, sizeof(msg), "Inference-Header-Content-Length: %.*s%s"
+                 " bytes, more than the body's %zu",
+                 digits > 24 ? 24 : (int)digits, s,
+                 digits > 24 ? "..." : "", b->len);
         bms__reply_error(reply, 400, msg);
         return -1;
     }
-    b->json_size = v;
+    b->json_size = (int64_t)v;
     return 0;
 }
 

@@ -37,6 +37,7 @@
 #define CLIENT_CONNECTIONS 256u      /* default per client address */
 #define MAX_THREADS 256
 #define QUEUED_THREADS 64            /* default with a scheduler */
+#define BINARY_HEADER "Inference-Header-Content-Length"
 #define DRAIN_TIMEOUT_US 5000000     /* wait for requests in flight */
 #define LOG_PATH_MAX 200             /* path characters kept for the log */
 #define GZIP_MIN_SIZE 1024           /* bytes: smaller replies go plain */
@@ -399,6 +400,37 @@ static int decode_body(struct request *req, struct MHD_Connection *conn,
 }
 
 
+/* How many times the request gives a header (names compare without
+ * case). */
+struct header_count {
+    const char *name;
+    int n;
+};
+
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind,
+                                    const char *key, const char *value)
+{
+    struct header_count *c = cls;
+
+    (void)kind;
+    (void)value;
+    if (strcasecmp(key, c->name) == 0) {
+        c->n++;
+    }
+    return MHD_YES;
+}
+
+
+static int header_count(struct MHD_Connection *conn, const char *name)
+{
+    struct header_count c = {name, 0};
+
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_header, &c);
+    return c.n;
+}
+
+
 static enum MHD_Result answer(struct request *req,
                               struct MHD_Connection *conn,
                               const char *method)
@@ -431,6 +463,11 @@ static enum MHD_Result answer(struct request *req,
         bms_buf_fini(&req->body);
         return queue_error(req, conn, status, msg);
     }
+    if (header_count(conn, BINARY_HEADER) > 1) {
+        bms_buf_fini(&req->body);
+        return queue_error(req, conn, 400, BINARY_HEADER ": given more than"
+                           " once");
+    }
     memset(&reply, 0, sizeof(reply));
     memset(&ctx, 0, sizeof(ctx));
     ctx.repo = req->server->repo;
@@ -459,8 +496,8 @@ static enum MHD_Result answer(struct request *req,
     }
     ctx.timeout_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      "Timeout-Ms");
-    ctx.binary_header = MHD_lookup_connection_value(
-        conn, MHD_HEADER_KIND, "Inference-Header-Content-Length");
+    ctx.binary_header = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                    BINARY_HEADER);
     ctx.start_us = req->start_us;
     ctx.query = query_arg;
     ctx.query_check = query_check;
@@ -498,20 +535,6 @@ static int has_body(struct MHD_Connection *conn)
  * 0 to go on; else 1 with *ret the result for libmicrohttpd.  A passing
  * check keeps its rate-limit headers for the answer.
  */
-/* Counts the Authorization headers of a request. */
-static enum MHD_Result count_authorization(void *cls, enum MHD_ValueKind kind,
-                                           const char *key,
-                                           const char *value)
-{
-    (void)kind;
-    (void)value;
-    if (strcasecmp(key, MHD_HTTP_HEADER_AUTHORIZATION) == 0) {
-        (*(int *)cls)++;
-    }
-    return MHD_YES;
-}
-
-
 static int authorize(struct request *req, struct MHD_Connection *conn,
                      const char *method, enum MHD_Result *ret)
 {
@@ -524,9 +547,7 @@ static int authorize(struct request *req, struct MHD_Connection *conn,
     }
     authorization = MHD_lookup_connection_value(
         conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    n = 0;
-    MHD_get_connection_values(conn, MHD_HEADER_KIND, count_authorization,
-                              &n);
+    n = header_count(conn, MHD_HTTP_HEADER_AUTHORIZATION);
     if (n > 1) {
         authorization = "";      /* two credentials: neither is taken */
     }

@@ -12,6 +12,7 @@ fashion_mlp as it is and mlp_cached with the response cache on.
 """
 
 import gzip
+import http.client
 import json
 import os
 import shutil
@@ -304,6 +305,31 @@ class BinaryTensorTest(unittest.TestCase):
         # binary part one byte short.
         self.assert_refused(body, n - 1, "malformed JSON")
         self.assertEqual(self.post(body, n + 1).status, 400)
+
+    def test_header_spaces_ignored_repeats_refused(self):
+        body, n = binary_body(self.images[:1])
+        resp = self.post_ok(body, " %d\t" % n)
+        doc = resp.json()
+        self.assertEqual(doc["outputs"][0]["data"], [int(self.reference[0])])
+        # The same value twice, or two values: neither is taken.
+        for values in ((n, n), (n, n + 1), (n + 1, n)):
+            with self.subTest(values=values):
+                conn = http.client.HTTPConnection("127.0.0.1",
+                                                  self.server.port,
+                                                  timeout=30)
+                try:
+                    conn.putrequest("POST", "/v2/models/%s/infer" % MODEL)
+                    conn.putheader("Content-Length", str(len(body)))
+                    for v in values:
+                        conn.putheader(HEADER, str(v))
+                    conn.endheaders(body)
+                    r = conn.getresponse()
+                    msg = json.loads(r.read())["error"]
+                finally:
+                    conn.close()
+                self.assertEqual(r.status, 400)
+                self.assertIn(HEADER, msg)
+                self.assertIn("more than once", msg)
 
     def test_binary_data_size_must_be_a_non_negative_integer(self):
         imgs = self.images[:1]

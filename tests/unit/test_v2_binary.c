@@ -573,7 +573,7 @@ static void handler_json_answer_keeps_json_headers(void **state)
 static void handler_refuses_malformed_header(void **state)
 {
     static const char *const bad[] = {
-        "", "abc", "-1", "+3", "12 ", "0x10", "1e2", "99999999999999999999",
+        "", " ", "abc", "-1", "+3", "1 2", "12x", "0x10", "1e2",
     };
     const char *head = CLF_HEAD("");
     char body[512];
@@ -591,10 +591,18 @@ static void handler_refuses_malformed_header(void **state)
                             " at the start of the body");
         bms_buf_fini(&reply.body);
     }
-    snprintf(header, sizeof(header), "%zu", len + 1);
+    /* Spaces and tabs around the digits are not part of the value. */
+    snprintf(header, sizeof(header), " %zu\t ", len + 1);
     snprintf(want, sizeof(want), "Inference-Header-Content-Length: %zu"
              " bytes, more than the body's %zu", len + 1, len);
     handle_clf(header, body, len, &reply);
+    assert_int_equal(reply.http_status, 400);
+    assert_string_equal(reply.error, want);
+    bms_buf_fini(&reply.body);
+    /* Past 2^64: still a number, still more than the body. */
+    snprintf(want, sizeof(want), "Inference-Header-Content-Length:"
+             " 99999999999999999999 bytes, more than the body's %zu", len);
+    handle_clf("99999999999999999999", body, len, &reply);
     assert_int_equal(reply.http_status, 400);
     assert_string_equal(reply.error, want);
     bms_buf_fini(&reply.body);

@@ -67,6 +67,8 @@ struct bms_sched_stats {
     int64_t restarts;            /* worker processes started again */
     int healthy_instances;       /* in rotation: passed their canary */
     int serving;                 /* 0: stopped or no healthy instance */
+    int trial_due;               /* stopped by a threshold, the cooldown
+                                  * over: the next request is its trial */
     char reason[BMS_SCHED_REASON_SIZE];  /* why not serving; "" */
     int min_instances;           /* autoscaling bounds (equal: none) */
     int max_instances;

@@ -53,14 +53,20 @@ static void clear_window(struct bms__qos *qos)
 }
 
 
+int bms__qos_trial_due(const struct bms__qos *qos, int64_t now_us)
+{
+    return qos->state == BMS__QOS_STOPPED && !qos->trial_out &&
+           now_us - qos->stopped_us >= qos->cfg.cooldown_s * US_PER_S;
+}
+
+
 int bms__qos_admit(struct bms__qos *qos, int64_t now_us, int *trial)
 {
     *trial = 0;
     if (qos->state == BMS__QOS_SERVING) {
         return 1;
     }
-    if (qos->state == BMS__QOS_STOPPED && !qos->trial_out &&
-        now_us - qos->stopped_us >= qos->cfg.cooldown_s * US_PER_S) {
+    if (bms__qos_trial_due(qos, now_us)) {
         qos->trial_out = 1;
         *trial = 1;
         return 1;

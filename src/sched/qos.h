@@ -75,6 +75,10 @@ void bms__qos_fini(struct bms__qos *qos);
  */
 int bms__qos_admit(struct bms__qos *qos, int64_t now_us, int *trial);
 
+/* Whether bms__qos_admit would now let a request through as the trial
+ * (stopped by a threshold, the cooldown over, no trial out). */
+int bms__qos_trial_due(const struct bms__qos *qos, int64_t now_us);
+
 /* An admitted trial that did not run after all (shed, unhealthy): the
  * next request may be the trial. */
 void bms__qos_cancel_trial(struct bms__qos *qos);

@@ -1478,6 +1478,8 @@ enum bms_status bms_sched_stats(struct bms_sched *sched,
     out->healthy_instances = q->health.n_healthy;
     out->serving = q->health.n_healthy > 0 &&
                    q->qos.state == BMS__QOS_SERVING;
+    out->trial_due = q->health.n_healthy > 0 &&
+                     bms__qos_trial_due(&q->qos, bms_now_us());
     out->reason[0] = '\0';
     if (q->qos.state != BMS__QOS_SERVING) {
         snprintf(out->reason, sizeof(out->reason), "%s", q->qos.reason);

@@ -570,9 +570,10 @@ static void infer_queued(const struct bms__context *ctx,
 
 /*
  * Whether a version takes routed requests: it loaded and, with the
- * scheduler, is serving (not stopped, some instance healthy).  TODO: a
- * version that QoS stopped gets its trial request after the cooldown only
- * from requests that name it, since routing leaves it out meanwhile.
+ * scheduler, is serving (not stopped, some instance healthy), or QoS
+ * stopped it and its trial is due, so that a version reached only through
+ * routing gets its trial too.  (Two requests routed at once may both see
+ * the trial due: the second is then refused as stopped.)
  */
 static int version_ready(void *arg, const char *name, int64_t version)
 {
@@ -587,7 +588,7 @@ static int version_ready(void *arg, const char *name, int64_t version)
         bms_sched_stats(ctx->sched, served, &st) != BMS_OK) {
         return 1;
     }
-    return st.serving;
+    return st.serving || st.trial_due;
 }
 
 

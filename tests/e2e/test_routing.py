@@ -7,8 +7,10 @@ version 3 that does not load, config.json asking for weights 90/10, and
 Routing is smooth weighted round-robin, so the counts are exact: 90/10
 over 1,000 requests gives 900 and 100; after a change to 0/100 every
 request goes to version 2; a version in the path always wins; the version
-that failed to load, and one an admin stopped, are skipped; bad routing
-bodies answer 400 naming the field.  Every answer says in X-Model-Version
+that failed to load, and one an admin stopped, are skipped; a version
+QoS stopped is skipped until its cooldown ends, then a routed request is
+its trial ("mlp_qos_routed"); bad routing bodies answer 400 naming the
+field.  Every answer says in X-Model-Version
 and model_version which version answered, and answers with the MLP's
 reference label.
 """
@@ -18,6 +20,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import unittest
 
 import bmstest
@@ -26,10 +29,11 @@ MLP = "fashion_mlp"
 ITEM = bmstest.ITEM_SHAPE[MLP]
 ROUTED = "mlp_routed"
 BAD = "mlp_bad_route"
+QOS_ROUTED = "mlp_qos_routed"
 N_CLIENTS = 4
 
 
-def make_model(root, name, routing, broken=()):
+def make_model(root, name, routing, broken=(), qos=None):
     src = os.path.join(bmstest.MODELS, MLP, "1", "model.onnx")
     dst = os.path.join(root, name)
     for v in (1, 2, 3):
@@ -43,6 +47,8 @@ def make_model(root, name, routing, broken=()):
     config = bmstest.model_config(MLP)
     config["name"] = name
     config["routing"] = routing
+    if qos is not None:
+        config["qos"] = qos
     with open(os.path.join(dst, "config.json"), "w") as f:
         json.dump(config, f)
 
@@ -51,6 +57,9 @@ def make_repository():
     root = tempfile.mkdtemp(prefix="bms-e2e-routing-")
     make_model(root, ROUTED, {"weights": {"1": 90, "2": 10}}, broken=(3,))
     make_model(root, BAD, {"weights": {"1": 50, "5": 50}})
+    make_model(root, QOS_ROUTED, {"weights": {"1": 50, "2": 50}},
+               broken=(3,), qos={"max_error_rate": 0.5, "min_requests": 5,
+                                 "cooldown_s": 1})
     return root
 
 
@@ -173,6 +182,41 @@ class RoutingTest(unittest.TestCase):
             resp = self.client.post(path + "resume", "")
             self.assertEqual(resp.status, 200, resp)
         self.assertEqual(self.count_versions(20), {"1": 10, "2": 10})
+
+    def test_qos_stopped_version_gets_its_trial_through_routing(self):
+        # Five requests named for version 2 miss a 1 ms deadline (256
+        # images take longer to parse): 504s, an error rate of 1.
+        late = json.loads(bmstest.infer_body(
+            bmstest.load_test_images()[:256], ITEM))
+        late["parameters"] = {"timeout_ms": 1}
+        late = json.dumps(late).encode("ascii")
+        for _ in range(5):
+            resp = self.client.infer(QOS_ROUTED, late, 2)
+            self.assertEqual(resp.status, 504, resp)
+        ready = self.client.get("/v2/models/%s/versions/2/ready"
+                                % QOS_ROUTED)
+        self.assertEqual(ready.status, 503, ready)
+        # During the cooldown routing leaves version 2 out.
+        versions = []
+        for i in range(6):
+            resp = self.client.infer(QOS_ROUTED, self.bodies[i])
+            self.assertEqual(resp.status, 200, resp)
+            versions.append(resp.json()["model_version"])
+        self.assertEqual(versions, ["1"] * 6)
+        # After it, a routed request is the trial: it runs, is good, and
+        # version 2 serves again, reached by routing alone.
+        time.sleep(1.2)
+        versions = []
+        for i in range(6):
+            resp = self.client.infer(QOS_ROUTED, self.bodies[i])
+            self.assertEqual(resp.status, 200, resp)
+            self.assertEqual(resp.json()["outputs"][0]["data"],
+                             [self.reference[i]])
+            versions.append(resp.json()["model_version"])
+        self.assertIn("2", versions)
+        ready = self.client.get("/v2/models/%s/versions/2/ready"
+                                % QOS_ROUTED)
+        self.assertEqual(ready.status, 200, ready)
 
     def test_bad_bodies_answer_400_naming_the_field(self):
         self.put_routing({"1": 70, "2": 30})

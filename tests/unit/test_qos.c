@@ -97,10 +97,15 @@ static void qos_good_trial_after_cooldown_resumes(void **state)
                      BMS__QOS_TRIPPED);
     assert_string_equal(q.reason, "stopped: p99 3 ms over qos.max_p99_ms 1");
 
-    /* Cooldown 30 s: nothing at 39.9 s, one trial at 40 s, no second. */
+    /* Cooldown 30 s: nothing at 39.9 s, one trial at 40 s, no second;
+     * trial_due says so beforehand and changes nothing. */
+    assert_int_equal(bms__qos_trial_due(&q, 40 * S - 1), 0);
     assert_int_equal(bms__qos_admit(&q, 40 * S - 1, &trial), 0);
+    assert_int_equal(bms__qos_trial_due(&q, 40 * S), 1);
+    assert_int_equal(bms__qos_trial_due(&q, 40 * S), 1);
     assert_int_equal(bms__qos_admit(&q, 40 * S, &trial), 1);
     assert_int_equal(trial, 1);
+    assert_int_equal(bms__qos_trial_due(&q, 40 * S), 0);
     assert_int_equal(bms__qos_admit(&q, 40 * S, &trial), 0);
 
     /* 0.5 ms is within 1 ms: serving again, with an empty window. */
@@ -177,6 +182,7 @@ static void qos_admin_stop_holds_until_resume(void **state)
     assert_int_equal(bms__qos_stop_admin(&q, 2 * S), BMS__QOS_NONE);
 
     /* No trial while an admin holds it, however long. */
+    assert_int_equal(bms__qos_trial_due(&q, 1000 * S), 0);
     assert_int_equal(bms__qos_admit(&q, 1000 * S, &trial), 0);
     assert_string_equal(q.reason, "stopped by an admin");
     assert_int_equal(bms__qos_resume_admin(&q), BMS__QOS_ADMIN_RESUMED);

@@ -108,7 +108,12 @@ FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/obj/%.o) \
             $(FUZZ_DIR)/obj/gen/onnx.pb-c.o \
             $(FUZZ_DIR)/obj/tests/fuzz/fuzz_onnx.o
 
-fuzz: $(FUZZ_DIR)/fuzz-onnx
+# The second target, for the v2 infer request path: the same objects
+# with fuzz_v2.o in place of fuzz_onnx.o.
+FUZZ_V2_OBJ := $(filter-out %/fuzz_onnx.o,$(FUZZ_OBJ)) \
+               $(FUZZ_DIR)/obj/tests/fuzz/fuzz_v2.o
+
+fuzz: $(FUZZ_DIR)/fuzz-onnx $(FUZZ_DIR)/fuzz-v2
 
 $(FUZZ_DIR)/obj/gen/onnx.pb-c.o: $(GEN_C)
 	@mkdir -p $(dir $@)
@@ -119,6 +124,9 @@ $(FUZZ_DIR)/obj/%.o: %.c | $(GEN_H)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(WARN) -c $< -o $@
 
 $(FUZZ_DIR)/fuzz-onnx: $(FUZZ_OBJ)
+	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+$(FUZZ_DIR)/fuzz-v2: $(FUZZ_V2_OBJ)
 	$(FUZZ_CC) $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
 
 -include $(shell find $(FUZZ_DIR)/obj -name '*.d' 2>/dev/null)

@@ -183,6 +183,11 @@ static enum bms_status match_inputs(const struct bms_model *model,
         const struct bms__v2_input *in = &req->inputs[i];
         int k = find_value(model, 1, in->name, in->name_len);
 
+        if (k < 0 && strlen(in->name) != in->name_len) {
+            return bms_diag_set(diag, BMS_ERR_INVALID, "inputs[%d].name:"
+                                " unknown input: the name holds a NUL"
+                                " byte", i);
+        }
         if (k < 0) {
             return bms_diag_set(diag, BMS_ERR_INVALID, "inputs[%d].name:"
                                 " unknown input \"%s\"", i, in->name);

@@ -103,6 +103,7 @@ struct seen {
     int classification;
     int raw;
     int binary;                  /* binary_data, binary_data_size */
+    int params;                  /* "parameters" */
 };
 
 struct parser {
@@ -115,6 +116,7 @@ struct parser {
     int seen_outputs;
     int seen_timeout;
     int seen_binary_output;
+    int seen_params;             /* the top-level "parameters" */
     struct seen seen;
     int n_open;                  /* open arrays inside "data" */
     int max_open;
@@ -845,10 +847,10 @@ static int check_binary_bools(struct parser *p, const struct bms__v2_input *in)
 
     for (int64_t i = 0; i < in->n_elems; i++) {
         if (b[i] > 1) {
-            return fail(p, BMS_ERR_INVALID, "inputs[%d].parameters."
-                        "binary_data_size: BOOL element %lld is byte %u,"
-                        " expected 0 or 1", p->req->n_inputs - 1,
-                        (long long)i, (unsigned)b[i]);
+            return fail(p, BMS_ERR_INVALID, "inputs[%d]: binary data:"
+                        " BOOL element %lld is byte %u, expected 0 or 1",
+                        p->req->n_inputs - 1, (long long)i,
+                        (unsigned)b[i]);
         }
     }
     return 1;
@@ -942,6 +944,10 @@ static int set_datatype(struct parser *p, const struct event *ev)
 
     if (ev->type != EV_STRING) {
         return expected(p, "a string");
+    }
+    if (ev->len == 5 && memcmp(ev->text, "BYTES", 5) == 0) {
+        return fail(p, BMS_ERR_INVALID, "%s: BYTES inputs are not"
+                    " supported", field(p));
     }
     if (bms_dtype_from_v2_name(ev->text, ev->len, &dtype) != 0) {
         return fail(p, BMS_ERR_INVALID, "%s: unknown datatype \"%.*s\"",
@@ -1090,6 +1096,9 @@ static int step_input_value(struct parser *p, const struct event *ev)
         if (ev->type != EV_MAP_START) {
             return expected(p, "an object");
         }
+        if (!given_twice(p, &p->seen.params)) {
+            return 0;
+        }
         p->state = ST_INPUT_PARAMS;
         return 1;
     default:
@@ -1193,6 +1202,9 @@ static int step_output_value(struct parser *p, const struct event *ev)
     case KEY_PARAMETERS:
         if (ev->type != EV_MAP_START) {
             return expected(p, "an object");
+        }
+        if (!given_twice(p, &p->seen.params)) {
+            return 0;
         }
         p->state = ST_OUTPUT_PARAMS;
         return 1;
@@ -1323,6 +1335,9 @@ static int step_top_value(struct parser *p, const struct event *ev)
     case KEY_PARAMETERS:
         if (ev->type != EV_MAP_START) {
             return expected(p, "an object");
+        }
+        if (!given_twice(p, &p->seen_params)) {
+            return 0;
         }
         p->state = ST_PARAMS;
         return 1;
@@ -1521,13 +1536,28 @@ static const yajl_callbacks callbacks = {
 
 
 /* yajl's own message for malformed JSON, on one line. */
+/* A syntax error of yajl's.  at_end: found when the text had ended
+ * (yajl_complete_parse), so the JSON was cut short. */
 static void syntax_error(struct parser *p, yajl_handle h, const char *body,
-                         size_t len)
+                         size_t len, int at_end)
 {
-    unsigned char *msg = yajl_get_error(h, 0, (const unsigned char *)body,
-                                        len);
-    size_t n = msg != NULL ? strcspn((const char *)msg, "\n") : 0;
+    unsigned char *msg;
+    size_t n;
 
+    if (at_end) {
+        if (p->binary != NULL) {
+            fail(p, BMS_ERR_INVALID, "malformed JSON: the JSON part ends"
+                 " inside the JSON, after the %zu bytes"
+                 " Inference-Header-Content-Length gives", len);
+        } else {
+            fail(p, BMS_ERR_INVALID, "malformed JSON: the body ends inside"
+                 " the JSON, after %zu bytes", len);
+        }
+        return;
+    }
+    msg = yajl_get_error(h, 0, (const unsigned char *)body, len);
+    n = msg != NULL ? strcspn((const char *)msg, "\n") : 0;
+    /* yajl counts the offending byte as consumed: its place from 1. */
     fail(p, BMS_ERR_INVALID, "malformed JSON at byte %zu: %.*s",
          yajl_get_bytes_consumed(h), (int)n,
          msg != NULL ? (const char *)msg : "");
@@ -1563,10 +1593,12 @@ static void check_binary_used(struct parser *p)
         p->binary_used == p->binary_len) {
         return;
     }
-    fail(p, BMS_ERR_INVALID, "binary data: %zu bytes left over: the"
+    fail(p, BMS_ERR_INVALID, "binary data: %zu byte%s left over: the"
          " inputs' parameters.binary_data_size take %zu of the %zu bytes"
          " after Inference-Header-Content-Length",
-         p->binary_len - p->binary_used, p->binary_used, p->binary_len);
+         p->binary_len - p->binary_used,
+         p->binary_len - p->binary_used == 1 ? "" : "s", p->binary_used,
+         p->binary_len);
 }
 
 
@@ -1598,11 +1630,11 @@ enum bms_status bms__v2_request_parse_binary(const char *body, size_t len,
         goto out;
     }
     st = yajl_parse(h, (const unsigned char *)body, len);
-    if (st == yajl_status_ok) {
-        st = yajl_complete_parse(h);
-    }
     if (st == yajl_status_error) {
-        syntax_error(&p, h, body, len);
+        syntax_error(&p, h, body, len, 0);
+    } else if (st == yajl_status_ok &&
+               (st = yajl_complete_parse(h)) == yajl_status_error) {
+        syntax_error(&p, h, body, len, 1);
     } else if (p.rc == BMS_OK && p.state != ST_DONE) {
         fail(&p, BMS_ERR_INVALID, "malformed JSON: the request ends early");
     }

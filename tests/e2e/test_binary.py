@@ -303,7 +303,10 @@ class BinaryTensorTest(unittest.TestCase):
         self.assert_refused(body, len(body) + 1, HEADER, "more than the body")
         # A split in the wrong place: JSON that does not parse, or a
         # binary part one byte short.
-        self.assert_refused(body, n - 1, "malformed JSON")
+        self.assert_refused(body, n - 1, "malformed JSON",
+                            "the JSON part ends inside the JSON, after the"
+                            " %d bytes Inference-Header-Content-Length"
+                            " gives" % (n - 1))
         self.assertEqual(self.post(body, n + 1).status, 400)
 
     def test_header_spaces_ignored_repeats_refused(self):
@@ -386,7 +389,8 @@ class BinaryTensorTest(unittest.TestCase):
                            {"binary_data_size": 7}}]}
         head = json.dumps(doc).encode()
         self.assert_refused(head + b"\3\0\0\0abc", len(head),
-                            "inputs[0].datatype")
+                            "inputs[0].datatype",
+                            "BYTES inputs are not supported")
 
     def test_bool_bytes_must_be_zero_or_one(self):
         # fashion_mlp takes FP32: a BOOL input is refused by the model's
@@ -396,7 +400,7 @@ class BinaryTensorTest(unittest.TestCase):
                            {"binary_data_size": 2}}]}
         head = json.dumps(doc).encode()
         self.assert_refused(head + b"\1\5", len(head),
-                            "inputs[0].parameters.binary_data_size",
+                            "inputs[0]: binary data",
                             "element 1 is byte 5")
 
     # --- gzip --------------------------------------------------------

@@ -565,6 +565,29 @@ static void parse_rejects_malformed_json(void **state)
 }
 
 
+/* Where a syntax error is, counted from 1 (the 16th byte of
+ * `{"inputs": []} x` is the x); a body cut inside the JSON says so. */
+static void parse_malformed_json_says_where(void **state)
+{
+    struct bms_diag diag;
+
+    (void)state;
+    parse_fails("{\"inputs\": []} x", BMS_ERR_INVALID, &diag);
+    assert_memory_equal(diag.msg, "malformed JSON at byte 16: ", 27);
+    parse_fails("{\"inputs\": [", BMS_ERR_INVALID, &diag);
+    assert_string_equal(diag.msg, "malformed JSON: the body ends inside"
+                        " the JSON, after 12 bytes");
+    parse_fails("{\"inputs\": [], \"parameters\": {}, \"parameters\": {}}",
+                BMS_ERR_INVALID, &diag);
+    assert_string_equal(diag.msg, "parameters: given twice");
+    parse_fails(ONE_INPUT("\"name\": \"x\", \"datatype\": \"BYTES\","
+                          " \"shape\": [1], \"data\": [\"a\"]"),
+                BMS_ERR_INVALID, &diag);
+    assert_string_equal(diag.msg, "inputs[0].datatype: BYTES inputs are"
+                        " not supported");
+}
+
+
 static void parse_refuses_tensors_over_the_limit(void **state)
 {
     struct bms_diag diag;
@@ -997,6 +1020,7 @@ int bms_test_v2(int *n_tests)
         cmocka_unit_test(parse_rejects_missing_and_mistyped_fields),
         cmocka_unit_test(parse_rejects_bad_outputs),
         cmocka_unit_test(parse_rejects_malformed_json),
+        cmocka_unit_test(parse_malformed_json_says_where),
         cmocka_unit_test(parse_refuses_tensors_over_the_limit),
         cmocka_unit_test(parse_limit_counts_streamed_elements),
         cmocka_unit_test(error_escapes_quotes_controls_and_bad_utf8),

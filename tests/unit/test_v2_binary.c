@@ -206,7 +206,7 @@ static void binary_parse_rejects_bytes_left_over(void **state)
                         " parameters.binary_data_size take 48 of the 52"
                         " bytes after Inference-Header-Content-Length");
     assert_binary_error("{\"inputs\": []}", more, 1,
-                        "binary data: 1 bytes left over: the inputs'"
+                        "binary data: 1 byte left over: the inputs'"
                         " parameters.binary_data_size take 0 of the 1"
                         " bytes after Inference-Header-Content-Length");
 }
@@ -241,8 +241,8 @@ static void binary_parse_rejects_bad_binary_fields(void **state)
     assert_binary_error(
         "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"BOOL\","
         " \"shape\": [3], \"parameters\": {\"binary_data_size\": 3}}]}",
-        bools, 3, "inputs[0].parameters.binary_data_size: BOOL element 1"
-        " is byte 2, expected 0 or 1");
+        bools, 3, "inputs[0]: binary data: BOOL element 1 is byte 2,"
+        " expected 0 or 1");
     assert_binary_error(
         "{\"inputs\": [{\"name\": \"x\", \"datatype\": \"FP32\","
         " \"shape\": [1], \"parameters\": []}]}", clf_rows, 4,

@@ -59,6 +59,7 @@ def make_repository():
                     os.path.join(dst, "1", "model.onnx"))
         config = bmstest.model_config(MLP)
         config["name"] = name
+        config.pop("scheduling", None)   # one instance, the default
         config.update(extra)
         with open(os.path.join(dst, "config.json"), "w") as f:
             json.dump(config, f)

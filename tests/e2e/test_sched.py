@@ -45,6 +45,7 @@ def make_repository():
                     os.path.join(dst, "1", "model.onnx"))
         config = bmstest.model_config(CNN)
         config["name"] = name
+        config.pop("scheduling", None)   # the defaults, not the bundled
         if sched is not None:
             config["scheduling"] = sched
         with open(os.path.join(dst, "config.json"), "w") as f:

@@ -14,6 +14,7 @@
 #   MAX_BATCH=32 DELAY_US=2000 bench/batching.sh
 #   BODY=bin bench/batching.sh          the tensor as binary data
 #   ISOLATION=process bench/batching.sh instances in worker processes
+#   ADAPTIVE=1 bench/batching.sh        cnn_on with adaptive_delay
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,7 @@ DELAY_US=${DELAY_US:-2000}
 INSTANCES=${INSTANCES:-1}
 ISOLATION=${ISOLATION:-thread}
 BODY=${BODY:-json}
+ADAPTIVE=${ADAPTIVE:-0}
 PY=/usr/bin/python3
 
 if [ ! -x "$BMS_BIN" ]; then
@@ -51,10 +53,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 # The repository: cnn_off as bundled, cnn_on with batching; and the body.
-"$PY" - "$WORK" "$MODELS" "$MAX_BATCH" "$DELAY_US" "$INSTANCES" "$ISOLATION" <<'PYEOF'
+"$PY" - "$WORK" "$MODELS" "$MAX_BATCH" "$DELAY_US" "$INSTANCES" "$ISOLATION" \
+    "$ADAPTIVE" <<'PYEOF'
 import gzip, json, os, shutil, struct, sys
 import numpy as np
 work, models, max_batch, delay_us, instances, isolation = sys.argv[1:7]
+adaptive = sys.argv[7] == "1"
 src = os.path.join(models, "fashion_cnn")
 with open(os.path.join(src, "config.json")) as f:
     config = json.load(f)
@@ -63,7 +67,8 @@ for name, sched in (("cnn_off", {"instances": int(instances),
                     ("cnn_on", {"max_batch_size": int(max_batch),
                                 "max_queue_delay_us": int(delay_us),
                                 "instances": int(instances),
-                                "isolation": isolation})):
+                                "isolation": isolation,
+                                "adaptive_delay": adaptive})):
     dst = os.path.join(work, "repo", name)
     os.makedirs(os.path.join(dst, "1"))
     shutil.copy(os.path.join(src, "1", "model.onnx"),
@@ -127,7 +132,7 @@ print(s["requests"], s["executions"], s["shed"], s["expired"])' "$PORT" "$1"
 echo "bms serve pid $PID port $PORT, $(nproc) cores, ${DURATION} s each," \
     "$CONNS connections, batch-1 requests; cnn_on: max_batch_size" \
     "$MAX_BATCH, max_queue_delay_us $DELAY_US; instances $INSTANCES," \
-    "isolation $ISOLATION, $BODY bodies"
+    "isolation $ISOLATION, $BODY bodies, adaptive_delay $ADAPTIVE"
 printf '%-8s %10s %9s %9s %9s %7s %9s %11s\n' model 'req/s' 'p50 ms' \
     'p90 ms' 'p99 ms' errors requests executions
 for m in cnn_off cnn_on; do

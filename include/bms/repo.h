@@ -77,6 +77,8 @@ struct bms_sched_config {
     int max_queue_size;          /* requests waiting to run; default 256 */
     int max_batch_size;          /* items merged into one run; 0: off */
     int64_t max_queue_delay_us;  /* wait for a fuller batch; default 500 */
+    int adaptive_delay;          /* close a batch early once no infer
+                                  * request is arriving; default 0 */
     int preferred_batch_sizes[BMS_SCHED_MAX_PREFERRED];
     int n_preferred;
     int instances;               /* worker threads, a session each; 1 */

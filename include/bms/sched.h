@@ -119,6 +119,17 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
 void bms_sched_result_fini(struct bms_sched_result *result);
 
 /*
+ * Infer requests on their way to a scheduler of this process: the HTTP
+ * server counts one in when a request's headers are read and out just
+ * before it is queued (or when it ends without being queued).  A model
+ * with scheduling.adaptive_delay closes a batch it is gathering as soon
+ * as none is on its way, instead of waiting out max_queue_delay_us for
+ * requests that cannot come.  Thread-safe.
+ */
+void bms_sched_arrival_begin(void);
+void bms_sched_arrival_end(void);
+
+/*
  * The counters of served's queue into *out.  Returns BMS_ERR_NOT_FOUND
  * when served has none.  Thread-safe.
  */

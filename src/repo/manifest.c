@@ -598,6 +598,7 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     int64_t max_inst = 0;
     int64_t quiet = c->scale_down_after_s;
     int64_t wait = c->scale_up_wait_ms;
+    yajl_val adaptive;
     int has_instances;
     enum bms_status rc;
 
@@ -647,6 +648,15 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     }
     if (rc != BMS_OK) {
         return rc;
+    }
+    adaptive = obj_get(v, "adaptive_delay");
+    if (adaptive != NULL && !YAJL_IS_TRUE(adaptive) &&
+        !YAJL_IS_FALSE(adaptive)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling."
+                            "adaptive_delay: expected true or false");
+    }
+    if (adaptive != NULL) {
+        c->adaptive_delay = YAJL_IS_TRUE(adaptive);
     }
     has_instances = obj_get(v, "instances") != NULL;
     rc = instance_range(has_instances, &instances, &min_inst, &max_inst,

@@ -28,6 +28,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -287,16 +288,42 @@ static int64_t pick(struct queue *q, struct worker *w, int take,
 }
 
 
+/* Infer requests between their headers and their queue, process-wide
+ * (bms_sched_arrival_begin). */
+static atomic_int n_arriving;
+
+
+void bms_sched_arrival_begin(void)
+{
+    atomic_fetch_add(&n_arriving, 1);
+}
+
+
+void bms_sched_arrival_end(void)
+{
+    atomic_fetch_sub(&n_arriving, 1);
+}
+
+
+/* With adaptive_delay: nothing more is on its way, so waiting for a
+ * fuller batch would only wait. */
+static int none_arriving(const struct queue *q)
+{
+    return q->cfg.adaptive_delay && atomic_load(&n_arriving) <= 0;
+}
+
+
 /*
- * Whether the queue holds enough items for the batch being gathered to
- * close before its delay: a worker gathering is woken only then, not by
- * every arrival.  (An upper bound: jobs that cannot join the head count
- * too, and the worker checks with pick.)
+ * Whether the batch being gathered should close before its delay: the
+ * queue holds enough items, or (adaptive_delay) no request is on its
+ * way.  A worker gathering is woken only then, not by every arrival.
+ * (An upper bound: jobs that cannot join the head count too, and the
+ * worker checks with pick.)
  */
 static int batch_full(const struct queue *q)
 {
     return q->queued_items >= q->cfg.max_batch_size ||
-           is_preferred(&q->cfg, q->queued_items);
+           is_preferred(&q->cfg, q->queued_items) || none_arriving(q);
 }
 
 
@@ -377,7 +404,8 @@ static int take_batch(struct queue *q, struct worker *w)
         n_items = pick(q, w, 0, &n_jobs);
         flush_us = q->head->enqueued_us + q->cfg.max_queue_delay_us;
         if (n_items >= q->cfg.max_batch_size ||
-            is_preferred(&q->cfg, n_items) || bms_now_us() >= flush_us) {
+            is_preferred(&q->cfg, n_items) || none_arriving(q) ||
+            bms_now_us() >= flush_us) {
             break;
         }
         /* Wait for more while the head may; other workers stay out. */

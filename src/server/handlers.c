@@ -550,6 +550,9 @@ static void infer_queued(const struct bms__context *ctx,
         bms_v2_call_destroy(call);
         return;
     }
+    if (ctx->arrived != NULL) {
+        ctx->arrived(ctx->arrived_ud);
+    }
     rc = bms_sched_infer(ctx->sched, served, bms_v2_call_inputs(call),
                          deadline_us, &result, &diag);
     if (rc == BMS_OK) {

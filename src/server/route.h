@@ -175,6 +175,10 @@ struct bms__context {
     int64_t max_request_ms;    /* cap on every infer deadline; 0: none */
     size_t max_body_size;      /* the server's body limit, bytes; bounds
                                 * what a package unpacks to; 0: unknown */
+    void (*arrived)(void *ud); /* called once an infer request is about to
+                                * be queued (bms_sched_arrival_end); NULL:
+                                * nothing to tell */
+    void *arrived_ud;
 };
 
 /*

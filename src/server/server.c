@@ -77,6 +77,7 @@ struct request {
     struct bms__route route;
     struct bms_diag route_diag;
     int is_infer;                /* a POST .../infer: gets a record */
+    int arriving;                /* counted in bms_sched_arrival_begin */
     struct bms_buf body;
     int64_t bytes_in;
     int too_large;
@@ -154,8 +155,25 @@ static struct request *request_create(struct bms_server *server,
                         ends_with(url, "/infer");
     }
     req->late = atomic_load(&server->stopping);
+    if (req->is_infer) {
+        req->arriving = 1;
+        bms_sched_arrival_begin();
+    }
     atomic_fetch_add(&server->n_in_flight, 1);
     return req;
+}
+
+
+/* The request stopped being on its way to a queue: queued, answered or
+ * gone (ud is the request). */
+static void request_arrived(void *ud)
+{
+    struct request *req = ud;
+
+    if (req->arriving) {
+        req->arriving = 0;
+        bms_sched_arrival_end();
+    }
 }
 
 
@@ -505,9 +523,12 @@ static enum MHD_Result answer(struct request *req,
     ctx.max_elements = req->server->max_elements;
     ctx.max_request_ms = req->server->max_request_ms;
     ctx.max_body_size = req->server->max_body_size;
+    ctx.arrived = request_arrived;
+    ctx.arrived_ud = req;
     bms__handle_with(&ctx, &req->route, method,
                      req->body.data != NULL ? req->body.data : "",
                      req->body.len, &reply);
+    request_arrived(req);
     ret = queue_reply(req, conn, &reply);
     if (req->server->manager != NULL) {
         bms_manager_release(req->server->manager, &lease);
@@ -752,6 +773,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
     if (req->is_infer && server->store != NULL) {
         write_record(req);
     }
+    request_arrived(req);
     bms_buf_fini(&req->body);
     if (req->refusal != NULL) {
         bms_buf_fini(&req->refusal->body);

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import threading
 import unittest
 
@@ -32,6 +33,13 @@ VARIANTS = {
     "cnn_bad_instances": {"instances": "two"},
     "cnn_bad_preferred": {"max_batch_size": 4,
                           "preferred_batch_sizes": [8]},
+    # A long delay: a lone request waits it out, unless adaptive_delay
+    # closes the batch once nothing else is on its way.
+    "cnn_wait": {"max_batch_size": 8, "max_queue_delay_us": 400000,
+                 "instances": 1},
+    "cnn_adaptive": {"max_batch_size": 8, "max_queue_delay_us": 400000,
+                     "instances": 1, "adaptive_delay": True},
+    "cnn_bad_adaptive": {"max_batch_size": 8, "adaptive_delay": "yes"},
 }
 
 
@@ -141,6 +149,35 @@ class SchedTest(unittest.TestCase):
         executions = after["executions"] - before["executions"]
         self.assertEqual(requests, 32)
         self.assertLess(executions, requests)
+
+    def timed_single(self, model, i):
+        start = time.monotonic()
+        got = self.single(model, self.images[i:i + 1])
+        return time.monotonic() - start, got
+
+    def test_adaptive_delay_closes_a_lone_batch_at_once(self):
+        # The same lone request: 0.4 s of delay waited out without
+        # adaptive_delay, not with it (nothing else is arriving); the
+        # answers are the same.
+        waited, want = self.timed_single("cnn_wait", 3)
+        self.assertGreaterEqual(waited, 0.39)
+        for _ in range(3):
+            took, got = self.timed_single("cnn_adaptive", 3)
+            self.assertLess(took, 0.2)
+            np.testing.assert_array_equal(got, want)
+        sched = self.metadata("cnn_adaptive")["scheduling"]
+        self.assertIs(sched["adaptive_delay"], True)
+        self.assertIs(self.metadata("cnn_wait")["scheduling"]
+                      ["adaptive_delay"], False)
+
+    def test_adaptive_delay_answers_concurrent_requests(self):
+        jobs = [("cnn_adaptive", raw_body(self.images[i:i + 1]), None)
+                for i in range(16)]
+        for i, resp in enumerate(concurrently(self.server, jobs)):
+            self.assertEqual(resp.status, 200, resp)
+            want = self.single("cnn_plain", self.images[i:i + 1])
+            np.testing.assert_allclose(logits(resp), want, rtol=1e-4,
+                                       atol=1e-5)
 
     def test_split_answers_equal_single_runs(self):
         sizes = [1, 2, 3, 1, 5, 4, 1, 2, 7, 3, 1, 6]
@@ -268,6 +305,9 @@ class SchedTest(unittest.TestCase):
 
     def test_bad_instances_refuses_model(self):
         self.assert_refused("cnn_bad_instances", "scheduling.instances")
+
+    def test_bad_adaptive_delay_refuses_model(self):
+        self.assert_refused("cnn_bad_adaptive", "scheduling.adaptive_delay")
 
     def test_preferred_above_max_refuses_model(self):
         self.assert_refused("cnn_bad_preferred",

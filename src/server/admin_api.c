@@ -204,7 +204,9 @@ static void store_failed(struct bms__reply *reply, enum bms_status rc,
 
 /* ---- GET /api/requests ---- */
 
-struct record_list {
+/* A JSON array being written, and the rows in it so far (requests and
+ * audit records alike). */
+struct row_list {
     struct bms__json j;
     int n;
 };
@@ -212,7 +214,7 @@ struct record_list {
 
 static int record_json(void *ud, const struct bms_request_record *r)
 {
-    struct record_list *list = ud;
+    struct row_list *list = ud;
     struct bms__json *j = &list->j;
 
     bms__json_raw(j, list->n++ > 0 ? ", {\"id\": " : "{\"id\": ");
@@ -305,7 +307,7 @@ void bms__handle_requests(const struct bms__context *ctx,
     static const char *const allowed[] = {
         "model", "key", "outcome", "since", "until", "limit", "offset", NULL
     };
-    struct record_list list = { { &reply->body, BMS_OK }, 0 };
+    struct row_list list = { { &reply->body, BMS_OK }, 0 };
     struct bms_request_filter f;
     struct bms_diag diag = {""};
     struct window w;
@@ -347,15 +349,9 @@ void bms__handle_requests(const struct bms__context *ctx,
 
 /* ---- GET /api/audit and bms__audit ---- */
 
-struct audit_list {
-    struct bms__json j;
-    int n;
-};
-
-
 static int audit_json(void *ud, const struct bms_audit_record *a)
 {
-    struct audit_list *list = ud;
+    struct row_list *list = ud;
     struct bms__json *j = &list->j;
 
     bms__json_raw(j, list->n++ > 0 ? ", {\"id\": " : "{\"id\": ");
@@ -391,7 +387,7 @@ void bms__handle_audit(const struct bms__context *ctx,
     static const char *const allowed[] = {
         "target", "since", "until", "limit", "offset", NULL
     };
-    struct audit_list list = { { &reply->body, BMS_OK }, 0 };
+    struct row_list list = { { &reply->body, BMS_OK }, 0 };
     struct bms_audit_filter f;
     struct bms_diag diag = {""};
     struct window w;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "unit.h"
 #include "harness.h"
@@ -279,4 +280,42 @@ enum bms_status th_model_load(const char *name, struct bms_model **model,
     snprintf(path, sizeof(path), TH_DATA "%s", name);
     diag->msg[0] = '\0';
     return bms_model_load_file(path, model, diag);
+}
+
+
+void th_store_path(char *path, size_t size, const char *what)
+{
+    int fd;
+
+    snprintf(path, size, "/tmp/bms-%s-test-XXXXXX", what);
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    unlink(path);
+}
+
+
+struct bms_store *th_store_open(const char *path)
+{
+    struct bms_store *store = NULL;
+    struct bms_diag diag = {""};
+    enum bms_status rc = bms_store_open_sqlite(path, &store, &diag);
+
+    if (rc != BMS_OK) {
+        print_error("%s: %s\n", path, diag.msg);
+    }
+    assert_int_equal(rc, BMS_OK);
+    return store;
+}
+
+
+void th_store_remove(const char *path)
+{
+    char side[128];
+
+    unlink(path);
+    snprintf(side, sizeof(side), "%s-wal", path);
+    unlink(side);
+    snprintf(side, sizeof(side), "%s-shm", path);
+    unlink(side);
 }

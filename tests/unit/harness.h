@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "bms/engine.h"
+#include "bms/store.h"
 #include "engine/graph.h"
 #include "engine/model.h"
 
@@ -127,5 +128,15 @@ void th_pb_read(const char *name, struct bms__pool *pool,
  * status, *model set only on BMS_OK. */
 enum bms_status th_model_load(const char *name, struct bms_model **model,
                               struct bms_diag *diag);
+
+/* A fresh path for a SQLite store under /tmp, named after what (the file
+ * is not there); size at least 64. */
+void th_store_path(char *path, size_t size, const char *what);
+
+/* bms_store_open_sqlite on path, failing the test with its message. */
+struct bms_store *th_store_open(const char *path);
+
+/* Remove the store at path and its -wal and -shm files. */
+void th_store_remove(const char *path);
 
 #endif

@@ -13,50 +13,13 @@
 #include <sqlite3.h>
 
 #include "unit.h"
+#include "harness.h"
 
 #include "bms/repo.h"
 #include "bms/store.h"
 
 #define N_RECORDS 60
 #define BASE_TS 1700000000000000LL
-
-
-static void temp_db(char *path, size_t size)
-{
-    int fd;
-
-    snprintf(path, size, "/tmp/bms-audit-test-XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(path);
-}
-
-
-static void remove_db(const char *path)
-{
-    char side[128];
-
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
-}
-
-
-static struct bms_store *open_store(const char *path)
-{
-    struct bms_store *store = NULL;
-    struct bms_diag diag = {""};
-    enum bms_status rc = bms_store_open_sqlite(path, &store, &diag);
-
-    if (rc != BMS_OK) {
-        print_error("%s: %s\n", path, diag.msg);
-    }
-    assert_int_equal(rc, BMS_OK);
-    return store;
-}
 
 
 /* One text value of a query run on the file with sqlite3 itself. */
@@ -146,8 +109,8 @@ static void audit_lists_newest_first_by_target_and_time(void **state)
     char path[64];
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "audit");
+    store = th_store_open(path);
     put_audit(store, 100, "config.put", "alpha");
     put_audit(store, 200, "model.stop", "beta");
     put_audit(store, 300, "config.put", "alpha");
@@ -155,7 +118,7 @@ static void audit_lists_newest_first_by_target_and_time(void **state)
     bms_store_close(store);
 
     /* After a reopen: everything, newest first. */
-    store = open_store(path);
+    store = th_store_open(path);
     memset(&l, 0, sizeof(l));
     assert_int_equal(bms_store_list_audit(store, NULL, 10, 0, collect_audit,
                                           &l, NULL), BMS_OK);
@@ -188,7 +151,7 @@ static void audit_lists_newest_first_by_target_and_time(void **state)
     assert_int_equal(l.n, 1);
     assert_int_equal(l.recs[0].ts_us, 200);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -200,8 +163,8 @@ static void audit_list_rejects_bad_page(void **state)
     char path[64];
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "audit");
+    store = th_store_open(path);
     assert_int_equal(bms_store_list_audit(store, NULL, 0, 0, collect_audit,
                                           &l, &diag), BMS_ERR_INVALID);
     assert_string_equal(diag.msg, "limit: expected an integer in 1..1000");
@@ -212,7 +175,7 @@ static void audit_list_rejects_bad_page(void **state)
                                           &l, &diag), BMS_ERR_INVALID);
     assert_string_equal(diag.msg, "offset: expected an integer >= 0");
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -251,8 +214,8 @@ static void settings_put_replace_delete_and_list(void **state)
     int64_t before = bms_wall_us();
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "audit");
+    store = th_store_open(path);
     assert_int_equal(bms_store_get_settings(store, "m", &json, NULL, &diag),
                      BMS_ERR_NOT_FOUND);
     assert_int_equal(bms_store_put_settings(store, "zeta", "{\"a\": 1}",
@@ -263,7 +226,7 @@ static void settings_put_replace_delete_and_list(void **state)
                      BMS_OK);
     bms_store_close(store);
 
-    store = open_store(path);
+    store = th_store_open(path);
     assert_int_equal(bms_store_get_settings(store, "m", &json, &updated,
                                             NULL), BMS_OK);
     assert_string_equal(json, "{\"b\": 2}");
@@ -282,7 +245,7 @@ static void settings_put_replace_delete_and_list(void **state)
     assert_int_equal(bms_store_get_settings(store, "m", &json, NULL, NULL),
                      BMS_ERR_NOT_FOUND);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -337,7 +300,7 @@ static int collect_record(void *ud, const struct bms_request_record *rec)
 
 static struct bms_store *store_with_records(const char *path)
 {
-    struct bms_store *store = open_store(path);
+    struct bms_store *store = th_store_open(path);
 
     /* Written in a shuffled order: the answer orders by arrival. */
     for (int k = 0; k < N_RECORDS; k++) {
@@ -370,7 +333,7 @@ static void requests_query_filters_each_field(void **state)
     char path[64];
 
     (void)state;
-    temp_db(path, sizeof(path));
+    th_store_path(path, sizeof(path), "audit");
     store = store_with_records(path);
 
     /* No filter: everything (60 < the default 100), newest first. */
@@ -409,7 +372,7 @@ static void requests_query_filters_each_field(void **state)
     assert_int_equal(s.ids[0], 19);
     assert_int_equal(s.ids[9], 10);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -423,7 +386,7 @@ static void requests_query_pages_without_overlap(void **state)
     int n_pages = 0;
 
     (void)state;
-    temp_db(path, sizeof(path));
+    th_store_path(path, sizeof(path), "audit");
     store = store_with_records(path);
     memset(&f, 0, sizeof(f));
     f.limit = 7;
@@ -444,7 +407,7 @@ static void requests_query_pages_without_overlap(void **state)
     assert_int_equal(n_pages, 9);
     assert_int_equal(next, -1);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -457,8 +420,8 @@ static void requests_query_rejects_bad_limit(void **state)
     char path[64];
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "audit");
+    store = th_store_open(path);
     memset(&f, 0, sizeof(f));
     f.limit = 1001;
     assert_int_equal(bms_store_query_requests(store, &f, collect_record, &s,
@@ -468,7 +431,7 @@ static void requests_query_rejects_bad_limit(void **state)
     assert_int_equal(bms_store_query_requests(store, &f, collect_record, &s,
                                               &diag), BMS_ERR_INVALID);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -479,8 +442,8 @@ static void requests_query_by_model_uses_an_index(void **state)
     char plan[256];
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "audit");
+    store = th_store_open(path);
     bms_store_close(store);
 
     /* The plan SQLite itself gives for the store's query shapes. */
@@ -493,7 +456,7 @@ static void requests_query_by_model_uses_an_index(void **state)
     query_plan(path, "SELECT id FROM requests"
                " ORDER BY ts_us DESC, seq DESC LIMIT 5", plan, sizeof(plan));
     assert_non_null(strstr(plan, "INDEX requests_ts_us"));
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -529,7 +492,7 @@ static void store_adds_key_id_to_a_version_1_store(void **state)
     struct bms_request_record r;
 
     (void)state;
-    temp_db(path, sizeof(path));
+    th_store_path(path, sizeof(path), "audit");
 
     /* The requests table as schema version 1 had it, with one row. */
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -543,7 +506,7 @@ static void store_adds_key_id_to_a_version_1_store(void **state)
         "PRAGMA user_version=1;", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 
-    store = open_store(path);
+    store = th_store_open(path);
     make_record(1, &r);
     bms_store_record(store, &r);
     assert_int_equal(bms_store_flush(store), BMS_OK);
@@ -567,7 +530,7 @@ static void store_adds_key_id_to_a_version_1_store(void **state)
     query_one(path, "SELECT count(*) FROM pragma_table_info('requests')"
               " WHERE name = 'key_id'", got, sizeof(got));
     assert_string_equal(got, "1");
-    remove_db(path);
+    th_store_remove(path);
 }
 
 

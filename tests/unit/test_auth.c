@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "unit.h"
+#include "harness.h"
 
 #include "bms/store.h"
 #include "server/auth.h"
@@ -315,29 +316,17 @@ struct fixture {
 
 static void fixture_open(struct fixture *f)
 {
-    int fd;
-
-    snprintf(f->path, sizeof(f->path), "/tmp/bms-auth-test-XXXXXX");
-    fd = mkstemp(f->path);
-    assert_true(fd >= 0);
-    close(fd);
-    assert_int_equal(bms_store_open_sqlite(f->path, &f->store, NULL),
-                     BMS_OK);
+    th_store_path(f->path, sizeof(f->path), "auth");
+    f->store = th_store_open(f->path);
     assert_int_equal(bms__auth_create(f->store, 0, &f->auth, NULL), BMS_OK);
 }
 
 
 static void fixture_close(struct fixture *f)
 {
-    char side[80];
-
     bms__auth_destroy(f->auth);
     bms_store_close(f->store);
-    unlink(f->path);
-    snprintf(side, sizeof(side), "%s-wal", f->path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", f->path);
-    unlink(side);
+    th_store_remove(f->path);
 }
 
 

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "unit.h"
+#include "harness.h"
 
 #include "bms/store.h"
 
@@ -47,44 +48,6 @@ static void make_record(int t, int i, struct bms_request_record *r)
     r->bytes_in = 1000 + i;
     r->bytes_out = 2000 + (int64_t)i * 3;
     snprintf(r->client, sizeof(r->client), "127.0.0.%d", t + 1);
-}
-
-
-static void temp_db(char *path, size_t size)
-{
-    int fd;
-
-    snprintf(path, size, "/tmp/bms-store-test-XXXXXX");
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    close(fd);
-    unlink(path);
-}
-
-
-static void remove_db(const char *path)
-{
-    char side[128];
-
-    unlink(path);
-    snprintf(side, sizeof(side), "%s-wal", path);
-    unlink(side);
-    snprintf(side, sizeof(side), "%s-shm", path);
-    unlink(side);
-}
-
-
-static struct bms_store *open_store(const char *path)
-{
-    struct bms_store *store = NULL;
-    struct bms_diag diag = {""};
-    enum bms_status rc = bms_store_open_sqlite(path, &store, &diag);
-
-    if (rc != BMS_OK) {
-        print_error("%s: %s\n", path, diag.msg);
-    }
-    assert_int_equal(rc, BMS_OK);
-    return store;
 }
 
 
@@ -144,8 +107,8 @@ static void store_keeps_every_record_across_reopen(void **state)
     struct check_state cs;
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "store");
+    store = th_store_open(path);
     for (int t = 0; t < N_THREADS; t++) {
         args[t].store = store;
         args[t].thread = t;
@@ -157,7 +120,7 @@ static void store_keeps_every_record_across_reopen(void **state)
     }
     bms_store_close(store);
 
-    store = open_store(path);
+    store = th_store_open(path);
     memset(&cs, 0, sizeof(cs));
     for (int t = 0; t < N_THREADS; t++) {
         cs.next[t] = N_PER_THREAD - 1;
@@ -170,7 +133,7 @@ static void store_keeps_every_record_across_reopen(void **state)
         assert_int_equal(cs.next[t], -1);
     }
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -208,8 +171,8 @@ static void store_flush_makes_records_visible(void **state)
     int n_calls = 0;
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "store");
+    store = th_store_open(path);
     for (int i = 0; i < 3; i++) {
         struct bms_request_record r;
 
@@ -233,7 +196,7 @@ static void store_flush_makes_records_visible(void **state)
     /* A flush with nothing queued returns at once. */
     assert_int_equal(bms_store_flush(store), BMS_OK);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -313,8 +276,8 @@ static void store_writer_runs_sched_idle(void **state)
     int allowed = sched_idle_allowed();
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "store");
+    store = th_store_open(path);
     memset(&r, 0, sizeof(r));
     snprintf(r.id, sizeof(r.id), "one");
     bms_store_record(store, &r);
@@ -322,7 +285,7 @@ static void store_writer_runs_sched_idle(void **state)
     assert_int_equal(count_idle_threads(), before + allowed);
     bms_store_close(store);
     assert_int_equal(count_idle_threads(), before);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -334,8 +297,8 @@ static void store_cuts_unterminated_fields(void **state)
     struct id_list l;
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "store");
+    store = th_store_open(path);
     memset(&r, 'x', sizeof(r));
     r.ts_us = 5;
     bms_store_record(store, &r);
@@ -347,7 +310,7 @@ static void store_cuts_unterminated_fields(void **state)
     assert_int_equal(l.n, 1);
     assert_int_equal(strlen(l.ids[0]), BMS_REQUEST_ID_SIZE - 1);
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -373,8 +336,8 @@ static void store_sets_wal_and_schema(void **state)
     char got[256];
 
     (void)state;
-    temp_db(path, sizeof(path));
-    bms_store_close(open_store(path));
+    th_store_path(path, sizeof(path), "store");
+    bms_store_close(th_store_open(path));
     query_one(path, "PRAGMA journal_mode", got, sizeof(got));
     assert_string_equal(got, "wal");
     query_one(path, "PRAGMA user_version", got, sizeof(got));
@@ -384,7 +347,7 @@ static void store_sets_wal_and_schema(void **state)
               sizeof(got));
     assert_string_equal(got, "alerts,audit,keys,model_limits,"
                         "model_settings,models,requests");
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -395,8 +358,8 @@ static void store_put_model_replaces(void **state)
     struct bms_store *store;
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "store");
+    store = th_store_open(path);
     assert_int_equal(bms_store_put_model(store, "m", 1, "{\"a\": 1}", NULL),
                      BMS_OK);
     assert_int_equal(bms_store_put_model(store, "m", 1, "{\"a\": 2}", NULL),
@@ -411,7 +374,7 @@ static void store_put_model_replaces(void **state)
     query_one(path, "SELECT loaded_at_us > 1600000000000000 FROM models "
               "WHERE version = 2", got, sizeof(got));
     assert_string_equal(got, "1");
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -423,7 +386,7 @@ static void store_rejects_newer_schema(void **state)
     struct bms_diag diag = {""};
 
     (void)state;
-    temp_db(path, sizeof(path));
+    th_store_path(path, sizeof(path), "store");
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=99", NULL, NULL,
                                   NULL), SQLITE_OK);
@@ -432,7 +395,7 @@ static void store_rejects_newer_schema(void **state)
                      BMS_ERR_UNSUPPORTED);
     assert_null(store);
     assert_non_null(strstr(diag.msg, "schema version 99"));
-    remove_db(path);
+    th_store_remove(path);
 }
 
 
@@ -458,8 +421,8 @@ static void store_drops_batch_after_failed_retries(void **state)
     struct bms_store *store;
 
     (void)state;
-    temp_db(path, sizeof(path));
-    store = open_store(path);
+    th_store_path(path, sizeof(path), "store");
+    store = th_store_open(path);
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     assert_int_equal(sqlite3_exec(db, "DROP TABLE requests", NULL, NULL,
                                   NULL), SQLITE_OK);
@@ -478,7 +441,7 @@ static void store_drops_batch_after_failed_retries(void **state)
     assert_non_null(strstr(dropped_line, "msg=\"request records dropped\" "
                            "count=5 attempts=3"));
     bms_store_close(store);
-    remove_db(path);
+    th_store_remove(path);
 }
 
 

@@ -430,10 +430,9 @@ static int read_binary_header(const struct bms__context *ctx,
         s++;
     }
     for (; s[n] >= '0' && s[n] <= '9'; n++) {
-        v = v * 10 + (uint64_t)(s[n] - '0');
-        too_long |= v > b->len;
-        if (too_long) {
-            v = 0;               /* no overflow: the value is past use */
+        if (!too_long) {     /* v <= body length here: no overflow */
+            v = v * 10 + (uint64_t)(s[n] - '0');
+            too_long = v > b->len;
         }
     }
     digits = n;

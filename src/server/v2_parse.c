@@ -24,6 +24,7 @@
 
 #include <yajl/yajl_parse.h>
 
+#include "server/v2_number.h"
 #include "server/v2_parse.h"
 
 /* Longest number text accepted; the shortest round-trip form of any FP64
@@ -39,6 +40,8 @@ enum state {
     ST_INPUT_VALUE,
     ST_SHAPE,                    /* in "shape" */
     ST_DATA,                     /* in "data", at any depth */
+    ST_DATA_READ,                /* "data" read by read_data; yajl's null
+                                  * in its place comes next */
     ST_OUTPUTS,                  /* in "outputs": an object or ']' */
     ST_OUTPUT,
     ST_OUTPUT_VALUE,
@@ -130,6 +133,8 @@ struct parser {
     int outputs_cap;
     int64_t max_elems;           /* elements one input may hold */
     size_t body_len;             /* bytes */
+    size_t fed;                  /* where yajl's current piece of the body
+                                  * starts, bytes */
     const char *binary;          /* the binary part; NULL: none */
     size_t binary_len;           /* bytes */
     size_t binary_used;          /* bytes the inputs so far took */
@@ -373,86 +378,18 @@ static int parse_uint64(const char *s, uint64_t *out)
 }
 
 
-/*
- * The common case without strtod: a JSON number whose significant digits
- * fit 2^53 and whose decimal exponent is within 22 of them.  Both the
- * digits and the power of ten are then exact doubles, so one IEEE
- * multiplication or division rounds the exact value once: the same
- * double strtod gives.  Returns 0 when s is anything else.
- */
-static int parse_short_double(const char *s, double *out)
-{
-    static const double pow10[] = {
-        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
-        1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22
-    };
-    const char *c = s;
-    int neg = *c == '-';
-    uint64_t m = 0;
-    int n_digits = 0;            /* significant digits in m */
-    int scale = 0;               /* decimal places taken into m */
-    int exp = 0;
-    double v;
-
-    c += neg;
-    for (; *c >= '0' && *c <= '9'; c++) {
-        if (m == 0 && *c == '0') {
-            continue;
-        }
-        if (++n_digits > 19) {
-            return 0;
-        }
-        m = m * 10 + (uint64_t)(*c - '0');
-    }
-    if (*c == '.') {
-        for (c++; *c >= '0' && *c <= '9'; c++) {
-            scale++;
-            if (m == 0 && *c == '0') {
-                continue;
-            }
-            if (++n_digits > 19) {
-                return 0;
-            }
-            m = m * 10 + (uint64_t)(*c - '0');
-        }
-    }
-    if (*c == 'e' || *c == 'E') {
-        int eneg;
-        int n = 0;
-
-        c++;
-        eneg = *c == '-';
-        c += *c == '-' || *c == '+';
-        for (; *c >= '0' && *c <= '9'; c++) {
-            if (++n > 3) {
-                return 0;
-            }
-            exp = exp * 10 + (*c - '0');
-        }
-        if (n == 0) {
-            return 0;
-        }
-        exp = eneg ? -exp : exp;
-    }
-    exp -= scale;
-    if (*c != '\0' || m > ((uint64_t)1 << 53) || exp < -22 || exp > 22) {
-        return 0;
-    }
-    v = (double)m;
-    v = exp < 0 ? v / pow10[-exp] : v * pow10[exp];
-    *out = neg ? -v : v;
-    return 1;
-}
-
-
-/* Parse a floating-point text.  Returns 0, or 2 when it overflows FP64;
- * an underflow gives the nearest representable value. */
+/* Parse a floating-point text, a number as yajl passes it.  Returns 0, or
+ * 2 when it overflows FP64; an underflow gives the nearest representable
+ * value. */
 static int parse_double(const char *s, double *out)
 {
+    size_t len = strlen(s);
+    struct bms__v2_number num;
     char *end;
     double v;
 
-    if (parse_short_double(s, out)) {
+    if (bms__v2_number_read(s, s + len, &num) == len &&
+        bms__v2_number_f64(&num, out)) {
         return 0;
     }
     errno = 0;
@@ -501,10 +438,18 @@ static void put_int(enum bms_dtype dtype, int64_t i, void *dst)
 /* FP32 or FP64 from the number text s.  Returns 0, or 2 out of range. */
 static int convert_float(enum bms_dtype dtype, const char *s, void *dst)
 {
+    size_t len = strlen(s);
+    struct bms__v2_number num;
     double d;
     float f;
-    int r = parse_double(s, &d);
+    int r;
 
+    if (dtype == BMS_DTYPE_F32 && bms__v2_number_read(s, s + len, &num) ==
+        len && bms__v2_number_f32(&num, &f)) {
+        memcpy(dst, &f, sizeof(f));
+        return 0;
+    }
+    r = parse_double(s, &d);
     if (r != 0 || dtype == BMS_DTYPE_F64) {
         if (r == 0) {
             memcpy(dst, &d, sizeof(d));
@@ -521,8 +466,6 @@ static int convert_float(enum bms_dtype dtype, const char *s, void *dst)
 }
 
 
-/* An integer datatype other than UINT64 from the number text s.  Returns
- * 0, 1 for a non-integer, 2 out of range. */
 static int convert_int(enum bms_dtype dtype, const char *s, void *dst)
 {
     static const struct {
@@ -689,14 +632,10 @@ static int data_close(struct parser *p)
 }
 
 
-/* One number or boolean of "data". */
-static int data_element(struct parser *p, const struct event *ev)
+/* Count element number index of "data" at the current nesting: its
+ * level must be the leaves' and the input must have room for it. */
+static int count_element(struct parser *p, int64_t index)
 {
-    struct bms__v2_input *in = cur_input(p);
-    char text[NUMBER_MAX];
-    size_t len;
-    int64_t index = in->n_elems + p->n_pending;
-
     if (p->leaf_level == 0) {
         p->leaf_level = p->n_open;
     } else if (p->leaf_level != p->n_open) {
@@ -706,6 +645,21 @@ static int data_element(struct parser *p, const struct event *ev)
     if (index >= p->max_elems) {
         return fail(p, BMS_ERR_LIMIT, "%s: more than %lld elements",
                     field(p), (long long)p->max_elems);
+    }
+    return 1;
+}
+
+
+/* One number or boolean of "data". */
+static int data_element(struct parser *p, const struct event *ev)
+{
+    struct bms__v2_input *in = cur_input(p);
+    char text[NUMBER_MAX];
+    size_t len;
+    int64_t index = in->n_elems + p->n_pending;
+
+    if (!count_element(p, index)) {
+        return 0;
     }
     if (ev->type == EV_NUMBER && p->seen.datatype &&
         in->dtype == BMS_DTYPE_F32 && ev->len < sizeof(text) &&
@@ -766,6 +720,157 @@ static int step_data(struct parser *p, const struct event *ev)
     return fail(p, BMS_ERR_INVALID, "%s[%lld]: expected a number or a"
                 " boolean", field(p),
                 (long long)(cur_input(p)->n_elems + p->n_pending));
+}
+
+
+/* ---- "data" read around yajl ---- */
+
+/*
+ * The fast path for the common "data": nested or flat arrays of numbers
+ * for an FP32 or FP64 input whose datatype came before it.  The text after
+ * the key's ':' is read here and yajl is given "null" in its place
+ * (feed_yajl).  The calls are those the events would make (data_open,
+ * data_close, count_element), so every check and message is the same;
+ * what is saved is yajl's lexer, a callback and a copy per number.
+ *
+ * Only plain JSON is read: '[', ']', ',', numbers and JSON's four
+ * whitespace characters.  At anything else (a string, true, a comment, a
+ * syntax error, a number that strtod must convert and that then fails)
+ * read_data undoes what it did and yajl reads the array from its start,
+ * so that malformed text gets yajl's message.  A check that fails (nesting
+ * not rectangular, too many elements) fails the request as the events
+ * would have, at the same element: the text before it was plain JSON.
+ */
+
+static const char *skip_space(const char *c, const char *end)
+{
+    while (c < end && (*c == ' ' || *c == '\n' || *c == '\r' ||
+                       *c == '\t')) {
+        c++;
+    }
+    return c;
+}
+
+
+/* Whether the parser stands where read_data can take the value. */
+static int at_plain_data(struct parser *p)
+{
+    enum bms_dtype dtype;
+
+    if (p->rc != BMS_OK || p->skip != 0 || p->state != ST_INPUT_VALUE ||
+        p->key != KEY_DATA || !p->seen.datatype || p->seen.data) {
+        return 0;
+    }
+    dtype = cur_input(p)->dtype;
+    return dtype == BMS_DTYPE_F32 || dtype == BMS_DTYPE_F64;
+}
+
+
+/* One number of "data" at *at: 1 read (*at moves past it), 0 failed with
+ * the error set, -1 not read here.  What follows it is read_data's to
+ * check: only whitespace, ',' or ']'. */
+static int read_number(struct parser *p, struct bms__v2_input *in,
+                       const char **at, const char *end)
+{
+    size_t elem_size = bms_dtype_size(in->dtype);
+    const char *c = *at;
+    struct bms__v2_number num;
+    size_t n = bms__v2_number_read(c, end, &num);
+    char *dst;
+    char text[NUMBER_MAX];
+    float f;
+    double d;
+
+    if (n == 0 || n >= NUMBER_MAX) {
+        return -1;
+    }
+    if (!count_element(p, in->n_elems)) {
+        return 0;
+    }
+    if (in->data.cap - in->data.len <= elem_size &&
+        bms_buf_reserve(&in->data, elem_size) != BMS_OK) {
+        return fail_nomem(p);
+    }
+    dst = in->data.data + in->data.len;
+    if (in->dtype == BMS_DTYPE_F32 && bms__v2_number_f32(&num, &f)) {
+        memcpy(dst, &f, sizeof(f));
+    } else if (in->dtype == BMS_DTYPE_F64 && bms__v2_number_f64(&num, &d)) {
+        memcpy(dst, &d, sizeof(d));
+    } else {
+        memcpy(text, c, n);
+        text[n] = '\0';
+        if (convert_float(in->dtype, text, dst) != 0) {
+            return -1;
+        }
+    }
+    in->data.len += elem_size;
+    in->n_elems++;
+    *at = c + n;
+    return 1;
+}
+
+
+/*
+ * Read the value of "data" at s, up to end.  Returns its length, or 0 when
+ * it is left to yajl (nothing changed) or a check failed (p->rc set).
+ */
+static size_t read_data(struct parser *p, const char *s, const char *end)
+{
+    struct bms__v2_input *in = cur_input(p);
+    size_t data_len = in->data.len;
+    const char *c = skip_space(s, end);
+    int want_value = 1;          /* after '[' or ',' */
+    int after_comma = 0;
+    int r;
+
+    if (c == end || *c != '[') {
+        return 0;
+    }
+    p->seen.data = 1;
+    data_begin(p);
+    p->state = ST_DATA;
+    for (c++; (c = skip_space(c, end)) < end; ) {
+        if (*c == '[' && want_value) {
+            if (!data_open(p)) {
+                return 0;
+            }
+            c++;
+            after_comma = 0;
+        } else if (*c == ']' && !after_comma) {
+            if (!data_close(p)) {
+                return 0;
+            }
+            c++;
+            if (p->n_open == 0) {
+                p->state = ST_DATA_READ;
+                return (size_t)(c - s);
+            }
+            want_value = 0;
+        } else if (*c == ',' && !want_value) {
+            c++;
+            want_value = 1;
+            after_comma = 1;
+        } else if (want_value) {
+            r = read_number(p, in, &c, end);
+            if (r == 0) {
+                return 0;
+            }
+            if (r < 0) {
+                break;
+            }
+            want_value = 0;
+            after_comma = 0;
+        } else {
+            break;
+        }
+    }
+
+    /* Not plain JSON: undo, for yajl. */
+    in->data.len = data_len;
+    in->n_elems = 0;
+    p->seen.data = 0;
+    p->state = ST_INPUT_VALUE;
+    return 0;
 }
 
 
@@ -1430,6 +1535,9 @@ static int step(struct parser *p, const struct event *ev)
         return step_shape(p, ev);
     case ST_DATA:
         return step_data(p, ev);
+    case ST_DATA_READ:
+        p->state = ST_INPUT;
+        return 1;
     case ST_OUTPUTS:
         return step_list(p, ev, "outputs", p->req->n_outputs, begin_output);
     case ST_OUTPUT:
@@ -1559,11 +1667,72 @@ static void syntax_error(struct parser *p, yajl_handle h, const char *body,
     n = msg != NULL ? strcspn((const char *)msg, "\n") : 0;
     /* yajl counts the offending byte as consumed: its place from 1. */
     fail(p, BMS_ERR_INVALID, "malformed JSON at byte %zu: %.*s",
-         yajl_get_bytes_consumed(h), (int)n,
+         p->fed + yajl_get_bytes_consumed(h), (int)n,
          msg != NULL ? (const char *)msg : "");
     if (msg != NULL) {
         yajl_free_error(h, msg);
     }
+}
+
+
+/* The next '"data"' followed by a ':' at or after c: the end of the ':',
+ * or NULL. */
+static const char *next_data_key(const char *c, const char *end)
+{
+    const char *colon;
+
+    while ((c = memchr(c, '"', (size_t)(end - c))) != NULL) {
+        if (end - c >= 6 && memcmp(c, "\"data\"", 6) == 0) {
+            colon = skip_space(c + 6, end);
+            if (colon < end && *colon == ':') {
+                return colon + 1;
+            }
+        }
+        c++;
+    }
+    return NULL;
+}
+
+
+/*
+ * Give yajl the body, letting read_data take each input's "data" it can:
+ * yajl gets the body in pieces that end after a '"data":', and where the
+ * parser then stands at an input's data (yajl has just read the key, in
+ * any other place the piece ends inside something else) read_data takes
+ * the array and yajl reads "null" in its place.  fast: 0 gives yajl the
+ * whole body at once.
+ */
+static yajl_status feed_yajl(struct parser *p, yajl_handle h,
+                             const char *body, size_t len, int fast)
+{
+    const char *end = body + len;
+    const char *c = body;
+    const char *next;
+    yajl_status st = yajl_status_ok;
+    size_t n;
+
+    while (fast && st == yajl_status_ok &&
+           (next = next_data_key(c, end)) != NULL) {
+        p->fed = (size_t)(c - body);
+        st = yajl_parse(h, (const unsigned char *)c, (size_t)(next - c));
+        c = next;
+        if (st != yajl_status_ok || !at_plain_data(p)) {
+            continue;
+        }
+        n = read_data(p, c, end);
+        if (p->rc != BMS_OK) {
+            return yajl_status_client_canceled;
+        }
+        if (n > 0) {
+            st = yajl_parse(h, (const unsigned char *)"null", 4);
+            c += n;
+        }
+    }
+    if (st == yajl_status_ok && c < end) {
+        p->fed = (size_t)(c - body);
+        st = yajl_parse(h, (const unsigned char *)c, (size_t)(end - c));
+    }
+    return st;
 }
 
 
@@ -1602,12 +1771,11 @@ static void check_binary_used(struct parser *p)
 }
 
 
-enum bms_status bms__v2_request_parse_binary(const char *body, size_t len,
-                                             const char *binary,
-                                             size_t binary_len,
-                                             int64_t max_elems,
-                                             struct bms__v2_request **out,
-                                             struct bms_diag *diag)
+static enum bms_status parse(const char *body, size_t len,
+                             const char *binary, size_t binary_len,
+                             int64_t max_elems, int fast,
+                             struct bms__v2_request **out,
+                             struct bms_diag *diag)
 {
     struct parser p;
     yajl_handle h = NULL;
@@ -1629,7 +1797,7 @@ enum bms_status bms__v2_request_parse_binary(const char *body, size_t len,
         fail_nomem(&p);
         goto out;
     }
-    st = yajl_parse(h, (const unsigned char *)body, len);
+    st = feed_yajl(&p, h, body, len, fast);
     if (st == yajl_status_error) {
         syntax_error(&p, h, body, len, 0);
     } else if (st == yajl_status_ok &&
@@ -1649,6 +1817,28 @@ out:
     }
     *out = p.req;
     return BMS_OK;
+}
+
+
+enum bms_status bms__v2_request_parse_binary(const char *body, size_t len,
+                                             const char *binary,
+                                             size_t binary_len,
+                                             int64_t max_elems,
+                                             struct bms__v2_request **out,
+                                             struct bms_diag *diag)
+{
+    return parse(body, len, binary, binary_len, max_elems, 1, out, diag);
+}
+
+
+enum bms_status bms__v2_request_parse_events(const char *body, size_t len,
+                                             const char *binary,
+                                             size_t binary_len,
+                                             int64_t max_elems,
+                                             struct bms__v2_request **out,
+                                             struct bms_diag *diag)
+{
+    return parse(body, len, binary, binary_len, max_elems, 0, out, diag);
 }
 
 

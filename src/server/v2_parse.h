@@ -84,6 +84,19 @@ enum bms_status bms__v2_request_parse_binary(const char *body, size_t len,
                                              struct bms__v2_request **out,
                                              struct bms_diag *diag);
 
+/*
+ * As bms__v2_request_parse_binary, but every value of "data" goes through
+ * yajl's events, as none does in the server: the fast path for plain
+ * number arrays is off.  For tests that compare the two; the results and
+ * messages must be the same.
+ */
+enum bms_status bms__v2_request_parse_events(const char *body, size_t len,
+                                             const char *binary,
+                                             size_t binary_len,
+                                             int64_t max_elems,
+                                             struct bms__v2_request **out,
+                                             struct bms_diag *diag);
+
 /* Convert n_elems elements of elem_size bytes at data between
  * little-endian and the host's order, in place (a no-op on a
  * little-endian host). */

@@ -22,7 +22,8 @@
  * message or that touched the output buffer; a parsed tensor whose bytes
  * disagree with its shape; the parser alone and the bound call disagreeing
  * on a refusal; an answer that is not JSON, whose binary part is not the
- * sum of its binary_data_size, or that drops the request's id.
+ * sum of its binary_data_size, or that drops the request's id; the
+ * parser's fast path for "data" disagreeing with its plain events.
  *
  * tests/unit/test_fuzz_regress.c includes this file with
  * BMS_FUZZ_V2_NO_MAIN defined, so that the kept inputs run through the
@@ -242,6 +243,46 @@ static enum bms_status check_parsed(const struct bms__v2_request *req,
 }
 
 
+/* The parser with its fast path for "data" and without it must agree on
+ * the status, the message and every byte of the inputs. */
+static enum bms_status check_same_as_events(const char *json,
+                                            size_t json_len,
+                                            const char *bin, size_t bin_len,
+                                            int64_t max_elems,
+                                            enum bms_status parse_rc,
+                                            const struct bms__v2_request *req,
+                                            const struct bms_diag *got,
+                                            struct bms_diag *why)
+{
+    struct bms__v2_request *slow = NULL;
+    struct bms_diag slow_diag = {""};
+    enum bms_status slow_rc;
+    enum bms_status rc = BMS_OK;
+
+    slow_rc = bms__v2_request_parse_events(json, json_len, bin, bin_len,
+                                           max_elems, &slow, &slow_diag);
+    if (slow_rc != parse_rc || strcmp(slow_diag.msg, got->msg) != 0) {
+        rc = broken(why, "fast path %s \"%s\", events %s \"%s\"",
+                    bms_status_name(parse_rc), got->msg,
+                    bms_status_name(slow_rc), slow_diag.msg);
+    }
+    for (int i = 0; rc == BMS_OK && req != NULL && i < req->n_inputs; i++) {
+        const struct bms__v2_input *a = &req->inputs[i];
+        const struct bms__v2_input *b = &slow->inputs[i];
+
+        if (a->dtype != b->dtype || a->n_elems != b->n_elems ||
+            a->data.len != b->data.len ||
+            (a->data.len > 0 &&
+             memcmp(a->data.data, b->data.data, a->data.len) != 0)) {
+            rc = broken(why, "inputs[%d]: the fast path and the events"
+                        " parse other data", i);
+        }
+    }
+    bms__v2_request_destroy(slow);
+    return rc;
+}
+
+
 /*
  * Parse the request alone, its JSON and binary parts in buffers of their
  * own so that the sanitizer sees a read past either, and check what the
@@ -280,6 +321,10 @@ static enum bms_status parse_alone(const struct fuzz_v2_case *c,
                     *out != NULL ? "a request" : "no message");
     } else if (*parse_rc == BMS_OK) {
         rc = check_parsed(*out, max_elems, why);
+    }
+    if (rc == BMS_OK) {
+        rc = check_same_as_events(json, json_len, bin, bin_len, max_elems,
+                                  *parse_rc, *out, got, why);
     }
 
 out:

@@ -22,6 +22,7 @@ WEAK int bms_test_repo(int *n_tests);
 WEAK int bms_test_store(int *n_tests);
 WEAK int bms_test_v2(int *n_tests);
 WEAK int bms_test_v2_binary(int *n_tests);
+WEAK int bms_test_v2_number(int *n_tests);
 WEAK int bms_test_server(int *n_tests);
 WEAK int bms_test_optimize(int *n_tests);
 WEAK int bms_test_fuzz_regress(int *n_tests);
@@ -45,7 +46,7 @@ int main(void)
         bms_test_ops_last, bms_test_ops_fast,
         bms_test_manifest,
         bms_test_repo, bms_test_store, bms_test_v2, bms_test_server,
-        bms_test_v2_binary,
+        bms_test_v2_binary, bms_test_v2_number,
         bms_test_optimize,
         bms_test_fuzz_regress,
         bms_test_sched,

@@ -65,9 +65,9 @@ static int64_t eight_digits(const char *s)
  * inexact.  *n_taken counts the digits that went into num->digits or were
  * skipped as leading zeros.  Returns the end of the run.
  */
-static const char *take_digits(const char *s, const char *end,
-                               struct bms__v2_number *num, int *n_sig,
-                               int *n_taken)
+static inline const char *take_digits(const char *s, const char *end,
+                                      struct bms__v2_number *num,
+                                      int *n_sig, int *n_taken)
 {
     const char *c = s;
 

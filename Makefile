@@ -146,5 +146,12 @@ $(BUILD)/bench-kernels: bench/kernels.c
 	@mkdir -p $(BUILD)
 	$(CC) $(BENCH_KERNELS_CFLAGS) -o $@ $< $(BENCH_KERNELS_LIBS)
 
-.PHONY: all test clean fuzz bench-kernels
+# The request parser benchmark (bench/parse.c): the fast path for "data"
+# against yajl's events on Fashion-MNIST requests.
+bench-parse: $(BUILD)/bench-parse
+
+$(BUILD)/bench-parse: $(BUILD)/obj/bench/parse.o $(BUILD)/libbms.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+.PHONY: all test clean fuzz bench-kernels bench-parse
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

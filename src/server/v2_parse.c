@@ -5,8 +5,8 @@
  * they arrive; the buffer grows by doubling, so a request is parsed in time
  * and memory linear in its size, with no allocation per element.
  *
- * A "data" of plain number arrays for an FP32 or FP64 input, the bulk of a
- * JSON request, is read without yajl (read_data): yajl's lexer and one
+ * A "data" of plain number arrays for a numeric input, the bulk of a JSON
+ * request, is read without yajl (read_data): yajl's lexer and one
  * callback per number were most of a request's parsing time.
  *
  * Keys may come in any order.  When "data" comes before "datatype", the
@@ -731,7 +731,7 @@ static int step_data(struct parser *p, const struct event *ev)
 
 /*
  * The fast path for the common "data": nested or flat arrays of numbers
- * for an FP32 or FP64 input whose datatype came before it.  The text after
+ * for a numeric input whose datatype came before it.  The text after
  * the key's ':' is read here and yajl is given "null" in its place
  * (feed_yajl).  The calls are those the events would make (data_open,
  * data_close, count_element), so every check and message is the same;
@@ -766,7 +766,7 @@ static int at_plain_data(struct parser *p)
         return 0;
     }
     dtype = cur_input(p)->dtype;
-    return dtype == BMS_DTYPE_F32 || dtype == BMS_DTYPE_F64;
+    return dtype != BMS_DTYPE_BOOL;
 }
 
 
@@ -802,7 +802,7 @@ static int read_number(struct parser *p, struct bms__v2_input *in,
     } else {
         memcpy(text, c, n);
         text[n] = '\0';
-        if (convert_float(in->dtype, text, dst) != 0) {
+        if (convert_number(in->dtype, text, dst) != 0) {
             return -1;
         }
     }

@@ -1067,8 +1067,11 @@ static int set_datatype(struct parser *p, const struct event *ev)
                     field(p));
     }
     in->dtype = dtype;
+    if (!given_twice(p, &p->seen.datatype)) {
+        return 0;
+    }
     p->state = ST_INPUT;
-    return given_twice(p, &p->seen.datatype);
+    return 1;
 }
 
 
@@ -1189,8 +1192,11 @@ static int step_input_value(struct parser *p, const struct event *ev)
         if (ev->type != EV_ARRAY_START) {
             return expected(p, "an array of non-negative integers");
         }
+        if (!given_twice(p, &p->seen.shape)) {
+            return 0;
+        }
         p->state = ST_SHAPE;
-        return given_twice(p, &p->seen.shape);
+        return 1;
     case KEY_DATA:
         if (ev->type != EV_ARRAY_START) {
             return expected(p, "an array");
@@ -1270,22 +1276,31 @@ static int step_output_param(struct parser *p, const struct event *ev)
                         " integer, got %s", field(p), text);
         }
         o->classification = k;
+        if (!given_twice(p, &p->seen.classification)) {
+            return 0;
+        }
         p->state = ST_OUTPUT_PARAMS;
-        return given_twice(p, &p->seen.classification);
+        return 1;
     case KEY_RAW:
         if (ev->type != EV_BOOL) {
             return expected(p, "true or false");
         }
         o->raw = ev->flag;
+        if (!given_twice(p, &p->seen.raw)) {
+            return 0;
+        }
         p->state = ST_OUTPUT_PARAMS;
-        return given_twice(p, &p->seen.raw);
+        return 1;
     case KEY_BINARY_DATA:
         if (ev->type != EV_BOOL) {
             return expected(p, "true or false");
         }
         o->binary = ev->flag;
+        if (!given_twice(p, &p->seen.binary)) {
+            return 0;
+        }
         p->state = ST_OUTPUT_PARAMS;
-        return given_twice(p, &p->seen.binary);
+        return 1;
     default:
         return skip_value(p, ev, ST_OUTPUT_PARAMS);
     }
@@ -1354,8 +1369,11 @@ static int step_param(struct parser *p, const struct event *ev)
             return expected(p, "true or false");
         }
         p->req->binary_output = ev->flag;
+        if (!given_twice(p, &p->seen_binary_output)) {
+            return 0;
+        }
         p->state = ST_PARAMS;
-        return given_twice(p, &p->seen_binary_output);
+        return 1;
     }
     if (p->key != KEY_TIMEOUT_MS) {
         return skip_value(p, ev, ST_PARAMS);
@@ -1433,14 +1451,20 @@ static int step_top_value(struct parser *p, const struct event *ev)
         if (ev->type != EV_ARRAY_START) {
             return expected(p, "an array of objects");
         }
+        if (!given_twice(p, &p->seen_inputs)) {
+            return 0;
+        }
         p->state = ST_INPUTS;
-        return given_twice(p, &p->seen_inputs);
+        return 1;
     case KEY_OUTPUTS:
         if (ev->type != EV_ARRAY_START) {
             return expected(p, "an array of objects");
         }
+        if (!given_twice(p, &p->seen_outputs)) {
+            return 0;
+        }
         p->state = ST_OUTPUTS;
-        return given_twice(p, &p->seen_outputs);
+        return 1;
     case KEY_PARAMETERS:
         if (ev->type != EV_MAP_START) {
             return expected(p, "an object");

@@ -503,6 +503,20 @@ static void parse_rejects_missing_and_mistyped_fields(void **state)
     assert_parse_error(ONE_INPUT("\"name\": \"x\", \"shape\": [1],"
                                  " \"shape\": [1]"),
                        "inputs[0].shape: given twice");
+    assert_parse_error(ONE_INPUT("\"name\": \"x\", \"datatype\": \"FP32\","
+                                 " \"datatype\": \"FP32\""),
+                       "inputs[0].datatype: given twice");
+    assert_parse_error("{\"inputs\": [], \"outputs\": [{\"name\": \"y\","
+                       " \"parameters\": {\"classification\": 2,"
+                       " \"classification\": 2}}]}",
+                       "outputs[0].parameters.classification: given twice");
+    assert_parse_error("{\"inputs\": [], \"outputs\": [{\"name\": \"y\","
+                       " \"parameters\": {\"raw\": true, \"raw\": true}}]}",
+                       "outputs[0].parameters.raw: given twice");
+    assert_parse_error("{\"inputs\": [], \"parameters\":"
+                       " {\"binary_data_output\": false,"
+                       " \"binary_data_output\": false}}",
+                       "parameters.binary_data_output: given twice");
     assert_parse_error("{\"id\": 7, \"inputs\": []}",
                        "id: expected a string");
     assert_parse_error("{\"parameters\": 1, \"inputs\": []}",

@@ -673,6 +673,19 @@ static enum MHD_Result on_body(struct request *req, const char *data,
 }
 
 
+/* libmicrohttpd's accept policy: once the server is stopping, a new
+ * connection is closed as soon as it is accepted. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr,
+                                 socklen_t addr_len)
+{
+    struct bms_server *server = cls;
+
+    (void)addr;
+    (void)addr_len;
+    return atomic_load(&server->stopping) ? MHD_NO : MHD_YES;
+}
+
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
                                   const char *url, const char *method,
                                   const char *version,
@@ -1027,7 +1040,7 @@ enum bms_status bms_server_start(const struct bms_server_config *config,
 
     errno = 0;
     server->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, server,
+        flags, 0, on_accept, server, on_request, server,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, server,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)n_threads,
@@ -1077,17 +1090,19 @@ int bms_server_port(const struct bms_server *server)
 
 void bms_server_stop(struct bms_server *server)
 {
-    MHD_socket fd;
     int64_t deadline;
 
     if (server == NULL) {
         return;
     }
-    /* Stop accepting, then let the requests in flight finish; requests
-     * that arrive meanwhile on open connections get a 503 once their body
-     * is read, and every answer from now on closes its connection. */
+    /* Turn new connections away (on_accept), then let the requests in
+     * flight finish; requests that arrive meanwhile on open connections
+     * get a 503 once their body is read, and every answer from now on
+     * closes its connection.  Not MHD_quiesce_daemon: with epoll and a
+     * thread pool it removes the listening socket from the workers' epoll
+     * sets while a worker may be removing it too, and libmicrohttpd
+     * 0.9.75 aborts the process when the second removal fails. */
     atomic_store(&server->stopping, 1);
-    fd = MHD_quiesce_daemon(server->daemon);
     deadline = bms_now_us() + DRAIN_TIMEOUT_US;
     while (atomic_load(&server->n_in_flight) > 0 &&
            bms_now_us() < deadline) {
@@ -1096,9 +1111,6 @@ void bms_server_stop(struct bms_server *server)
         nanosleep(&ts, NULL);
     }
     MHD_stop_daemon(server->daemon);
-    if (fd != MHD_INVALID_SOCKET) {
-        close(fd);
-    }
     if (server->manager != NULL) {
         bms_manager_set_change_hook(server->manager, NULL, NULL);
     }

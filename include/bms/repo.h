@@ -97,6 +97,8 @@ struct bms_sched_config {
                                   * in the queue, on average over a look,
                                   * count as pressure; default 10; 0:
                                   * queue depth alone */
+    int warmup;                  /* each instance runs the health canary
+                                  * once before it serves; default 1 */
 };
 
 /* Fill config with the defaults above. */

@@ -438,6 +438,26 @@ void bms_sched_config_default(struct bms_sched_config *config)
     config->max_instances = 1;
     config->scale_down_after_s = 30;
     config->scale_up_wait_ms = 10;
+    config->warmup = 1;
+}
+
+
+/* A true/false field of "scheduling"; *out keeps its default when the
+ * field is absent. */
+static enum bms_status get_sched_bool(yajl_val obj, const char *key,
+                                      int *out, struct bms_diag *diag)
+{
+    yajl_val v = obj_get(obj, key);
+
+    if (v == NULL) {
+        return BMS_OK;
+    }
+    if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v)) {
+        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling.%s: expected"
+                            " true or false", key);
+    }
+    *out = YAJL_IS_TRUE(v);
+    return BMS_OK;
 }
 
 
@@ -598,7 +618,6 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     int64_t max_inst = 0;
     int64_t quiet = c->scale_down_after_s;
     int64_t wait = c->scale_up_wait_ms;
-    yajl_val adaptive;
     int has_instances;
     enum bms_status rc;
 
@@ -646,17 +665,14 @@ static enum bms_status parse_sched(yajl_val root, struct bms_sched_config *c,
     if (rc == BMS_OK) {
         rc = parse_isolation(v, c, diag);
     }
+    if (rc == BMS_OK) {
+        rc = get_sched_bool(v, "adaptive_delay", &c->adaptive_delay, diag);
+    }
+    if (rc == BMS_OK) {
+        rc = get_sched_bool(v, "warmup", &c->warmup, diag);
+    }
     if (rc != BMS_OK) {
         return rc;
-    }
-    adaptive = obj_get(v, "adaptive_delay");
-    if (adaptive != NULL && !YAJL_IS_TRUE(adaptive) &&
-        !YAJL_IS_FALSE(adaptive)) {
-        return bms_diag_set(diag, BMS_ERR_INVALID, "scheduling."
-                            "adaptive_delay: expected true or false");
-    }
-    if (adaptive != NULL) {
-        c->adaptive_delay = YAJL_IS_TRUE(adaptive);
     }
     has_instances = obj_get(v, "instances") != NULL;
     rc = instance_range(has_instances, &instances, &min_inst, &max_inst,

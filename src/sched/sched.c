@@ -754,10 +754,40 @@ static void worker_fini(struct worker *w)
 }
 
 
+/*
+ * Run the health canary once on a new instance before it serves, so that
+ * what a session does on its first run (kernels chosen and compiled for
+ * the shapes, memory touched) is not paid by a request.  A failure is
+ * logged and left to the health probes.
+ */
+static void warm_up(struct queue *q, struct worker *w)
+{
+    int64_t start_us = bms_now_us();
+    struct bms_diag diag;
+    enum bms_status rc;
+
+    diag.msg[0] = '\0';
+    rc = instance_run(w, q->health.canary,
+                      start_us + q->cfg.isolation_timeout_ms * 1000, &diag);
+    if (rc != BMS_OK) {
+        bms_log(BMS_LOG_WARN, "sched", "msg=\"warm-up failed\" model=%s"
+                " version=%" PRId64 " error=\"%s\"",
+                bms_served_name(q->served), bms_served_version(q->served),
+                diag.msg);
+        return;
+    }
+    bms_log(BMS_LOG_INFO, "sched", "msg=\"instance warmed up\" model=%s"
+            " version=%" PRId64 " took_us=%" PRId64,
+            bms_served_name(q->served), bms_served_version(q->served),
+            bms_now_us() - start_us);
+}
+
+
 static enum bms_status worker_init(struct queue *q, struct worker *w,
                                    struct bms_diag *diag)
 {
     size_t n_batch = q->batching ? (size_t)q->cfg.max_batch_size : 1;
+    enum bms_status rc;
 
     w->q = q;
     w->batch = calloc(n_batch, sizeof(*w->batch));
@@ -769,10 +799,13 @@ static enum bms_status worker_init(struct queue *q, struct worker *w,
         w->scratch == NULL || w->outputs == NULL) {
         return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
-    if (q->cfg.isolation == BMS_ISOLATION_PROCESS) {
-        return start_process(q, w, diag);
+    rc = q->cfg.isolation == BMS_ISOLATION_PROCESS
+         ? start_process(q, w, diag)
+         : bms_served_acquire(q->served, &w->session, diag);
+    if (rc == BMS_OK && q->cfg.warmup && q->health.can_probe) {
+        warm_up(q, w);
     }
-    return bms_served_acquire(q->served, &w->session, diag);
+    return rc;
 }
 
 

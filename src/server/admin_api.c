@@ -669,6 +669,8 @@ static void sched_json(struct bms__json *j, const struct bms_sched_config *c)
     member_int(j, "max_queue_delay_us", c->max_queue_delay_us, 0);
     bms__json_raw(j, c->adaptive_delay ? ", \"adaptive_delay\": true"
                                        : ", \"adaptive_delay\": false");
+    bms__json_raw(j, c->warmup ? ", \"warmup\": true"
+                               : ", \"warmup\": false");
     bms__json_raw(j, ", \"preferred_batch_sizes\": [");
     for (int i = 0; i < c->n_preferred; i++) {
         bms__json_raw(j, i > 0 ? ", " : "");

@@ -1062,6 +1062,7 @@ static void write_meta_sched(struct bms__json *j,
     bms__json_int(j, c.max_queue_delay_us);
     bms__json_raw(j, c.adaptive_delay ? ",\"adaptive_delay\":true"
                                       : ",\"adaptive_delay\":false");
+    bms__json_raw(j, c.warmup ? ",\"warmup\":true" : ",\"warmup\":false");
     bms__json_raw(j, ",\"preferred_batch_sizes\":[");
     for (int i = 0; i < c.n_preferred; i++) {
         bms__json_raw(j, i > 0 ? "," : "");

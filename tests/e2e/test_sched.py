@@ -4,8 +4,9 @@ bundled CNN with "scheduling" variants in config.json.  Concurrent single
 requests are merged into fewer executions; answers split from a batch
 equal separate single runs on an unbatched copy; a full queue and the
 concurrency limit answer 503 with Retry-After; a passed deadline answers
-504; metadata shows the scheduling and its instances; a bad scheduling
-field refuses the model with a message naming it.
+504; metadata shows the scheduling and its instances; each instance warms
+up before it serves unless told not to; a bad scheduling field refuses
+the model with a message naming it.
 """
 
 import json
@@ -40,6 +41,8 @@ VARIANTS = {
     "cnn_adaptive": {"max_batch_size": 8, "max_queue_delay_us": 400000,
                      "instances": 1, "adaptive_delay": True},
     "cnn_bad_adaptive": {"max_batch_size": 8, "adaptive_delay": "yes"},
+    "cnn_cold": {"instances": 2, "warmup": False},
+    "cnn_bad_warmup": {"warmup": 1},
 }
 
 
@@ -305,6 +308,32 @@ class SchedTest(unittest.TestCase):
 
     def test_bad_instances_refuses_model(self):
         self.assert_refused("cnn_bad_instances", "scheduling.instances")
+
+    # --- warm-up ------------------------------------------------------
+
+    def warmed_up(self, model):
+        """Instances of model the log says warmed up before serving."""
+        tag = 'msg="instance warmed up" model=%s ' % model
+        return sum(1 for line in list(self.server.log_lines) if tag in line)
+
+    def test_each_instance_warms_up_before_serving(self):
+        # The health canary runs once on every instance at load (the
+        # default), and on none with "warmup": false; either way the
+        # answers are the model's.
+        self.assertEqual(self.warmed_up("cnn_batch"), 2)
+        self.assertEqual(self.warmed_up("cnn_plain"), 1)
+        self.assertEqual(self.warmed_up("cnn_cold"), 0)
+        self.assertIs(self.metadata("cnn_plain")["scheduling"]["warmup"],
+                      True)
+        self.assertIs(self.metadata("cnn_cold")["scheduling"]["warmup"],
+                      False)
+        np.testing.assert_array_equal(self.single("cnn_cold",
+                                                  self.images[:2]),
+                                      self.single("cnn_plain",
+                                                  self.images[:2]))
+
+    def test_bad_warmup_refuses_model(self):
+        self.assert_refused("cnn_bad_warmup", "scheduling.warmup")
 
     def test_bad_adaptive_delay_refuses_model(self):
         self.assert_refused("cnn_bad_adaptive", "scheduling.adaptive_delay")

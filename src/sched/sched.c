@@ -678,13 +678,52 @@ static void run_canary(struct worker *w)
 }
 
 
+/*
+ * Run the health canary once on a new instance before it serves, so that
+ * what a session does on its first run (kernels chosen and compiled for
+ * the shapes, memory touched) is not paid by a request.  Called on the
+ * instance's thread while it is marked busy, so that no request and no
+ * caller's thread uses it meanwhile, and a canary that hangs holds this
+ * instance, as a request would, not the model's load.  A failure is
+ * logged and left to the health probes.
+ */
+static void warm_up(struct queue *q, struct worker *w)
+{
+    int64_t start_us = bms_now_us();
+    struct bms_diag diag;
+    enum bms_status rc;
+
+    diag.msg[0] = '\0';
+    rc = instance_run(w, q->health.canary,
+                      start_us + q->cfg.isolation_timeout_ms * 1000, &diag);
+    if (rc != BMS_OK) {
+        bms_log(BMS_LOG_WARN, "sched", "msg=\"warm-up failed\" model=%s"
+                " version=%" PRId64 " error=\"%s\"",
+                bms_served_name(q->served), bms_served_version(q->served),
+                diag.msg);
+        return;
+    }
+    bms_log(BMS_LOG_INFO, "sched", "msg=\"instance warmed up\" model=%s"
+            " version=%" PRId64 " took_us=%" PRId64,
+            bms_served_name(q->served), bms_served_version(q->served),
+            bms_now_us() - start_us);
+}
+
+
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     struct queue *q = w->q;
     int n;
 
+    if (w->busy) {
+        warm_up(q, w);
+    }
     pthread_mutex_lock(&q->lock);
+    if (w->busy) {
+        w->busy = 0;
+        pthread_cond_broadcast(&q->work);
+    }
     while ((n = take_batch(q, w)) != 0) {
         int64_t n_items = 0;
         int n_runs;
@@ -754,40 +793,10 @@ static void worker_fini(struct worker *w)
 }
 
 
-/*
- * Run the health canary once on a new instance before it serves, so that
- * what a session does on its first run (kernels chosen and compiled for
- * the shapes, memory touched) is not paid by a request.  A failure is
- * logged and left to the health probes.
- */
-static void warm_up(struct queue *q, struct worker *w)
-{
-    int64_t start_us = bms_now_us();
-    struct bms_diag diag;
-    enum bms_status rc;
-
-    diag.msg[0] = '\0';
-    rc = instance_run(w, q->health.canary,
-                      start_us + q->cfg.isolation_timeout_ms * 1000, &diag);
-    if (rc != BMS_OK) {
-        bms_log(BMS_LOG_WARN, "sched", "msg=\"warm-up failed\" model=%s"
-                " version=%" PRId64 " error=\"%s\"",
-                bms_served_name(q->served), bms_served_version(q->served),
-                diag.msg);
-        return;
-    }
-    bms_log(BMS_LOG_INFO, "sched", "msg=\"instance warmed up\" model=%s"
-            " version=%" PRId64 " took_us=%" PRId64,
-            bms_served_name(q->served), bms_served_version(q->served),
-            bms_now_us() - start_us);
-}
-
-
 static enum bms_status worker_init(struct queue *q, struct worker *w,
                                    struct bms_diag *diag)
 {
     size_t n_batch = q->batching ? (size_t)q->cfg.max_batch_size : 1;
-    enum bms_status rc;
 
     w->q = q;
     w->batch = calloc(n_batch, sizeof(*w->batch));
@@ -799,13 +808,11 @@ static enum bms_status worker_init(struct queue *q, struct worker *w,
         w->scratch == NULL || w->outputs == NULL) {
         return bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
-    rc = q->cfg.isolation == BMS_ISOLATION_PROCESS
-         ? start_process(q, w, diag)
-         : bms_served_acquire(q->served, &w->session, diag);
-    if (rc == BMS_OK && q->cfg.warmup && q->health.can_probe) {
-        warm_up(q, w);
-    }
-    return rc;
+    /* Busy until its thread has warmed it up (worker_main). */
+    w->busy = q->cfg.warmup && q->health.can_probe;
+    return q->cfg.isolation == BMS_ISOLATION_PROCESS
+           ? start_process(q, w, diag)
+           : bms_served_acquire(q->served, &w->session, diag);
 }
 
 

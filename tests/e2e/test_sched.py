@@ -317,9 +317,14 @@ class SchedTest(unittest.TestCase):
         return sum(1 for line in list(self.server.log_lines) if tag in line)
 
     def test_each_instance_warms_up_before_serving(self):
-        # The health canary runs once on every instance at load (the
-        # default), and on none with "warmup": false; either way the
-        # answers are the model's.
+        # The health canary runs once on every instance as it starts (the
+        # default), on its own thread, and on none with "warmup": false;
+        # either way the answers are the model's.
+        deadline = time.monotonic() + 10
+        while (self.warmed_up("cnn_batch") < 2 or
+               self.warmed_up("cnn_plain") < 1) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
         self.assertEqual(self.warmed_up("cnn_batch"), 2)
         self.assertEqual(self.warmed_up("cnn_plain"), 1)
         self.assertEqual(self.warmed_up("cnn_cold"), 0)

@@ -7,7 +7,8 @@
 # Builds nothing: run `make` first (it expects build/bms, or BMS_BIN).
 # Installs onnxruntime-node into bench/node_modules for this benchmark only
 # when it is missing, and writes bench/models/*.onnx with
-# tools/make_bench_models.py when they are missing.
+# tools/make_bench_models.py when they are missing (installing Debian's
+# python3-torch and python3-onnx with apt-get first when they are).
 #
 #   bench/engine.sh                      every row, 1 and 2 threads
 #   ROWS="fashion_mlp resnet18" THREADS=1 bench/engine.sh
@@ -43,6 +44,14 @@ if [ ! -d "$ROOT/bench/node_modules/onnxruntime-node" ]; then
 fi
 if [ ! -f "$ROOT/bench/models/resnet18.onnx" ] ||
    [ ! -f "$ROOT/bench/models/bert_small.onnx" ]; then
+    if ! "$PY" -c "import torch, onnx" 2>/dev/null; then
+        echo "bench: installing python3-torch and python3-onnx" >&2
+        sudo=""
+        [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+                python3-torch python3-onnx >/dev/null
+    fi
     echo "bench: writing bench/models with tools/make_bench_models.py" >&2
     "$PY" "$ROOT/tools/make_bench_models.py" >&2
 fi

@@ -721,6 +721,7 @@ static void *worker_main(void *arg)
     }
     pthread_mutex_lock(&q->lock);
     if (w->busy) {
+        revive(w);               /* a warm-up that took its child down */
         w->busy = 0;
         pthread_cond_broadcast(&q->work);
     }

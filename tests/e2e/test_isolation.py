@@ -6,7 +6,9 @@ on request.  Each fault answers its documented 5xx within a few seconds,
 the server stays up, the worker is restarted and the next request is
 answered (BmsTestFault looks at the first value of its whole input, so
 in a merged batch only a bad row that comes first faults); concurrent good requests mixed with crashing ones each get
-their own answer.  Bad isolation fields refuse the model naming them.
+their own answer.  A worker that its warm-up canary crashes is restarted
+before it takes requests.  Bad isolation fields refuse the model naming
+them.
 
 Needs a build with the faulty operator:
     make TEST_FAULTS=1 BUILD=build/faults
@@ -26,6 +28,9 @@ import unittest
 import bmstest
 
 FAULT_ONNX = os.path.join(bmstest.ROOT, "tests", "data", "fault.onnx")
+# y = BmsTestFault(x + 1): the warm-up's zeros crash it
+FAULT_PLUS1_ONNX = os.path.join(bmstest.ROOT, "tests", "data",
+                                "fault_plus1.onnx")
 RECOVER_S = 10.0                 # a restart takes 100 ms plus a load
 FAULT_ANSWER_S = 8.0             # the longest a fault may take to answer
 BAD_TRIES = 20                   # sends of a crashing row, concurrent test
@@ -39,6 +44,8 @@ VARIANTS = {
     "fault_two": {"isolation": "process", "instances": 2,
                   "max_batch_size": 8, "max_queue_delay_us": 5000,
                   "isolation_timeout_ms": 2000},
+    "fault_warm": {"isolation": "process", "instances": 1,
+                   "isolation_timeout_ms": 2000},
     "fault_bad_isolation": {"isolation": "fork"},
     "fault_bad_timeout": {"isolation": "process",
                           "isolation_timeout_ms": 0},
@@ -51,11 +58,14 @@ def make_repository():
     root = tempfile.mkdtemp(prefix="bms-e2e-isolation-")
     for name, sched in VARIANTS.items():
         os.makedirs(os.path.join(root, name, "1"))
-        shutil.copy(FAULT_ONNX, os.path.join(root, name, "1", "model.onnx"))
+        shutil.copy(FAULT_PLUS1_ONNX if name == "fault_warm" else
+                    FAULT_ONNX, os.path.join(root, name, "1", "model.onnx"))
         config = {"name": name,
                   "inputs": [{"name": "x", "type": "float", "size": [4]}],
                   "outputs": [{"name": "y", "type": "float", "size": [4]}],
                   "scheduling": sched}
+        if name == "fault_warm":
+            config["health"] = {"period_ms": 0}   # no probe to revive it
         with open(os.path.join(root, name, "config.json"), "w") as f:
             json.dump(config, f)
     return root
@@ -246,6 +256,25 @@ class IsolationTest(unittest.TestCase):
         resp = self.client.get("/v2/models/%s/ready" % model)
         self.assertEqual(resp.status, 503, resp)
         self.assertIn(field, resp.json()["reason"])
+
+    def test_warm_up_crash_restarts_the_worker(self):
+        # The warm-up canary (zeros: x + 1 = 1, SIGSEGV) takes the worker
+        # down as the model starts; the crash is counted and the worker
+        # restarted at once, and the first request is answered, not given
+        # the warm-up's crash.
+        deadline = time.monotonic() + RECOVER_S
+        while (self.stats("fault_warm")["restarts"] < 1 and
+               time.monotonic() < deadline):
+            time.sleep(0.05)
+        stats = self.stats("fault_warm")
+        self.assertEqual(stats["crashes"], 1)
+        self.assertEqual(stats["restarts"], 1)
+        self.assertIn('msg="warm-up failed" model=fault_warm',
+                      "\n".join(list(self.server.log_lines)))
+        resp = self.client.infer("fault_warm", body(good_row(0)))
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json()["outputs"][0]["data"],
+                         [v + 1 for v in good_row(0)])
 
     def test_unknown_isolation_refuses_model(self):
         self.assert_refused("fault_bad_isolation", "scheduling.isolation")

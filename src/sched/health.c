@@ -209,6 +209,28 @@ int bms__health_in_rotation(const struct bms__health *h, int i)
 }
 
 
+/* Keep a change for the poller to hand on (under the lock). */
+static void keep_change(struct bms__health *h, int i, int healthy,
+                        const char *why)
+{
+    struct bms__health_change *c;
+
+    if (h->notify == NULL) {
+        return;
+    }
+    if (h->n_changes == BMS__HEALTH_CHANGES) {
+        h->n_changes_lost++;
+        return;
+    }
+    c = &h->changes[h->n_changes++];
+    c->ts_us = bms_wall_us();
+    c->instance = i;
+    c->healthy = healthy;
+    c->n_healthy = h->n_healthy;
+    snprintf(c->reason, sizeof(c->reason), "%s", why);
+}
+
+
 /* Move instance i in or out of the rotation, logging the change. */
 static void set_healthy(struct bms__health *h, int i, int healthy,
                         const char *why)
@@ -220,6 +242,7 @@ static void set_healthy(struct bms__health *h, int i, int healthy,
     }
     p->healthy = healthy;
     h->n_healthy += healthy ? 1 : -1;
+    keep_change(h, i, healthy, why);
     if (!healthy) {
         snprintf(h->reason, sizeof(h->reason), "%s", why);
         bms_log(BMS_LOG_WARN, "sched", "msg=\"instance unhealthy\" "
@@ -287,6 +310,32 @@ static int64_t round_deadline(const struct bms__health *h, int64_t start_us)
 }
 
 
+/*
+ * Hand the changes kept since the last round to h->notify, outside the
+ * lock, which the caller holds and which is released here.  A change
+ * from a canary that ends after its round waits for the next round.
+ */
+static void hand_over(struct bms__health *h)
+{
+    struct bms__health_change changes[BMS__HEALTH_CHANGES];
+    int n = h->n_changes;
+    int64_t lost = h->n_changes_lost;
+
+    memcpy(changes, h->changes, (size_t)n * sizeof(changes[0]));
+    h->n_changes = 0;
+    h->n_changes_lost = 0;
+    pthread_mutex_unlock(h->lock);
+    if (lost > 0) {
+        bms_log(BMS_LOG_WARN, "sched", "msg=\"health changes not kept\" "
+                "model=%s version=%" PRId64 " lost=%" PRId64, h->model,
+                h->version, lost);
+    }
+    for (int i = 0; i < n; i++) {
+        h->notify(h->notify_ud, &changes[i]);
+    }
+}
+
+
 void bms__health_probe(struct bms__health *h)
 {
     int64_t start_us = bms_now_us();
@@ -324,8 +373,10 @@ void bms__health_probe(struct bms__health *h)
         }
         p->pending = 0;
     }
-    pthread_mutex_unlock(h->lock);
+    hand_over(h);
 }
+
+
 
 
 void bms__health_cancel(struct bms__health *h)

@@ -117,6 +117,23 @@ struct bms__probe {
     int64_t started_us;          /* when the instance took it */
 };
 
+/* An instance that left or rejoined the rotation, kept until the poller
+ * hands it on outside the queue's lock. */
+struct bms__health_change {
+    int64_t ts_us;               /* us since the Unix epoch */
+    int instance;
+    int healthy;                 /* 1: back in the rotation */
+    int n_healthy;               /* instances in it after the change */
+    char reason[BMS_SCHED_REASON_SIZE];  /* why it left; "" */
+};
+
+/* Changes kept between two hand-overs; more are counted, not kept. */
+#define BMS__HEALTH_CHANGES 16
+
+/* Gets each change, from the poller thread, no lock held. */
+typedef void (*bms__health_notify_fn)(void *ud,
+                                      const struct bms__health_change *c);
+
 /* The probes of one queue's instances and their canary input. */
 struct bms__health {
     struct bms_health_config cfg;
@@ -135,6 +152,12 @@ struct bms__health {
     void *canary_block;
     int64_t next_us;             /* the next round, monotonic */
     int stopping;                /* the queue is going: rounds end */
+    struct bms__health_change changes[BMS__HEALTH_CHANGES];
+    int n_changes;
+    int64_t n_changes_lost;      /* past BMS__HEALTH_CHANGES, since the
+                                  * last hand-over */
+    bms__health_notify_fn notify;    /* NULL: changes are only logged */
+    void *notify_ud;
 };
 
 /*

@@ -88,6 +88,7 @@ struct worker {
 };
 
 struct queue {
+    struct bms_sched *sched;     /* the owner, for alerts */
     struct bms_served *served;
     struct bms_sched_config cfg;
     int n_inputs;
@@ -856,6 +857,8 @@ static int threads_per_instance(int n_cores, int n_instances)
 }
 
 
+static void health_changed(void *ud, const struct bms__health_change *c);
+
 static enum bms_status queue_init(struct queue *q, struct bms_served *served,
                                   int n_cores, struct bms_diag *diag)
 {
@@ -891,6 +894,8 @@ static enum bms_status queue_init(struct queue *q, struct bms_served *served,
         bms__qos_init(&q->qos, &q->cfg.qos) != BMS_OK) {
         rc = bms_diag_set(diag, BMS_ERR_NOMEM, "scheduler: out of memory");
     }
+    q->health.notify = health_changed;
+    q->health.notify_ud = q;
     q->workers = calloc((size_t)q->cap_workers, sizeof(*q->workers));
     if (rc == BMS_OK) {
         bms__health_resize(&q->health, q->cfg.instances);
@@ -1185,6 +1190,7 @@ enum bms_status bms_sched_create(struct bms_repo *repo, int n_cores,
         if (e->state != BMS_ENTRY_READY) {
             continue;
         }
+        s->queues[s->n_queues].sched = s;
         rc = queue_init(&s->queues[s->n_queues], e->served, n_cores, diag);
         if (rc == BMS_OK) {
             log_queue(&s->queues[s->n_queues]);
@@ -1336,16 +1342,16 @@ static enum bms__qos_event qos_count(struct queue *q, const struct job *job,
 
 
 /* Log an alert at warn and hand it to the alert handler (no queue lock
- * held). */
+ * held).  ts_us 0: now. */
 static void send_alert(struct bms_sched *sched, const struct queue *q,
-                       enum bms__qos_event ev, const char *msg)
+                       const char *kind, const char *msg, int64_t ts_us)
 {
     struct bms_sched_alert alert;
 
-    alert.ts_us = bms_wall_us();
+    alert.ts_us = ts_us != 0 ? ts_us : bms_wall_us();
     alert.model = bms_served_name(q->served);
     alert.version = bms_served_version(q->served);
-    alert.kind = bms__qos_event_kind(ev);
+    alert.kind = kind;
     alert.message = msg;
     bms_log(BMS_LOG_WARN, "sched", "msg=\"alert\" model=%s version=%"
             PRId64 " kind=%s detail=\"%s\"", alert.model, alert.version,
@@ -1355,6 +1361,26 @@ static void send_alert(struct bms_sched *sched, const struct queue *q,
         sched->alert_fn(sched->alert_ud, &alert);
     }
     pthread_mutex_unlock(&sched->alert_lock);
+}
+
+
+/* An instance that left or rejoined the rotation, as an alert
+ * ("instance_unhealthy", "instance_healthy"); from the health poller. */
+static void health_changed(void *ud, const struct bms__health_change *c)
+{
+    const struct queue *q = ud;
+    char msg[BMS_SCHED_REASON_SIZE + 64];
+
+    if (c->healthy) {
+        snprintf(msg, sizeof(msg), "instance %d back in rotation (%d"
+                 " healthy)", c->instance, c->n_healthy);
+    } else {
+        snprintf(msg, sizeof(msg), "instance %d out of rotation (%d"
+                 " healthy): %s", c->instance, c->n_healthy, c->reason);
+    }
+    send_alert(q->sched, q, c->healthy ? "instance_healthy"
+                                       : "instance_unhealthy", msg,
+               c->ts_us);
 }
 
 
@@ -1510,7 +1536,7 @@ enum bms_status bms_sched_infer(struct bms_sched *sched,
     pthread_mutex_unlock(&q->lock);
     pthread_cond_destroy(&job.done);
     if (ev != BMS__QOS_NONE) {
-        send_alert(sched, q, ev, msg);
+        send_alert(sched, q, bms__qos_event_kind(ev), msg, 0);
     }
 
     *result = job.result;
@@ -1581,7 +1607,7 @@ static enum bms_status admin_set(struct bms_sched *sched,
     snprintf(msg, sizeof(msg), "%s", q->qos.reason);
     pthread_mutex_unlock(&q->lock);
     if (ev != BMS__QOS_NONE) {
-        send_alert(sched, q, ev, msg);
+        send_alert(sched, q, bms__qos_event_kind(ev), msg, 0);
     }
     return BMS_OK;
 }

@@ -240,6 +240,20 @@ class QosTest(unittest.TestCase):
         self.assertEqual(meta["health"]["period_ms"], 100)
         self.assertEqual(meta["health"]["healthy_instances"], 0)
 
+        # The instance leaving the rotation is an alert, once (it fails
+        # every round but leaves once), with the canary's reason.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not self.alerts("canary_bad"):
+            time.sleep(0.05)
+        time.sleep(0.3)             # three more rounds, all failing
+        alerts = self.alerts("canary_bad")
+        self.assertEqual([a["kind"] for a in alerts],
+                         ["instance_unhealthy"], alerts)
+        self.assertTrue(alerts[0]["message"].startswith(
+            "instance 0 out of rotation (0 healthy): canary failed: "),
+            alerts[0])
+        self.assertIn("Reshape", alerts[0]["message"])
+
     def test_healthy_model_shows_its_settings(self):
         meta = self.client.get("/v2/models/qos_errors").json()
         self.assertEqual(meta["health"], {"period_ms": 5000,

@@ -283,9 +283,27 @@ static void manifest_rejects_bad_health_and_qos(void **state)
 }
 
 
+/* The health changes handed on, in order. */
+struct changes {
+    struct bms__health_change got[4];
+    int n;
+};
+
+static void keep_changes(void *ud, const struct bms__health_change *c)
+{
+    struct changes *cs = ud;
+
+    if (cs->n < 4) {
+        cs->got[cs->n] = *c;
+    }
+    cs->n++;
+}
+
+
 /* tests/data/tiny_mlp.onnx: image float [N, 4, 4] -> logits [N, 3]. */
 static void health_canary_and_rotation(void **state)
 {
+    struct changes cs = {.n = 0};
     pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t work = PTHREAD_COND_INITIALIZER;
     struct bms_health_config cfg = {1000, 1};
@@ -299,6 +317,8 @@ static void health_canary_and_rotation(void **state)
                                          &diag), BMS_OK);
     assert_int_equal(bms__health_init(&h, &cfg, model, "tiny", 1, 2, &lock,
                                       &work), BMS_OK);
+    h.notify = keep_changes;
+    h.notify_ud = &cs;
 
     /* The canary: batch 1 of the graph's [N, 4, 4], all zeros. */
     assert_true(h.can_probe);
@@ -331,6 +351,22 @@ static void health_canary_and_rotation(void **state)
     assert_int_equal(bms__health_take(&h, 1), 1);
     bms__health_done(&h, 1, BMS_OK, "", bms_now_us());
     assert_int_equal(h.n_healthy, 2);
+
+    /* Both changes reach the handler at the end of the next round, in
+     * their order, with the count after each and the reason. */
+    assert_int_equal(cs.n, 0);
+    bms__health_probe(&h);
+    assert_int_equal(cs.n, 2);
+    assert_int_equal(cs.got[0].instance, 1);
+    assert_int_equal(cs.got[0].healthy, 0);
+    assert_int_equal(cs.got[0].n_healthy, 1);
+    assert_string_equal(cs.got[0].reason, "canary failed: bad shape");
+    assert_int_equal(cs.got[1].instance, 1);
+    assert_int_equal(cs.got[1].healthy, 1);
+    assert_int_equal(cs.got[1].n_healthy, 2);
+    assert_true(cs.got[0].ts_us <= cs.got[1].ts_us);
+    bms__health_probe(&h);
+    assert_int_equal(cs.n, 2);
     bms__health_fini(&h);
     bms_model_destroy(model);
 }

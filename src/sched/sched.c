@@ -699,15 +699,15 @@ static void warm_up(struct queue *q, struct worker *w)
                       start_us + q->cfg.isolation_timeout_ms * 1000, &diag);
     if (rc != BMS_OK) {
         bms_log(BMS_LOG_WARN, "sched", "msg=\"warm-up failed\" model=%s"
-                " version=%" PRId64 " error=\"%s\"",
+                " version=%" PRId64 " instance=%d error=\"%s\"",
                 bms_served_name(q->served), bms_served_version(q->served),
-                diag.msg);
+                (int)(w - q->workers), diag.msg);
         return;
     }
     bms_log(BMS_LOG_INFO, "sched", "msg=\"instance warmed up\" model=%s"
-            " version=%" PRId64 " took_us=%" PRId64,
+            " version=%" PRId64 " instance=%d took_us=%" PRId64,
             bms_served_name(q->served), bms_served_version(q->served),
-            bms_now_us() - start_us);
+            (int)(w - q->workers), bms_now_us() - start_us);
 }
 
 

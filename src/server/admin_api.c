@@ -681,6 +681,7 @@ static void sched_json(struct bms__json *j, const struct bms_sched_config *c)
     member_int(j, "min_instances", c->min_instances, 0);
     member_int(j, "max_instances", c->max_instances, 0);
     member_int(j, "scale_down_after_s", c->scale_down_after_s, 0);
+    member_int(j, "scale_up_wait_ms", c->scale_up_wait_ms, 0);
     member_int(j, "max_concurrency", c->max_concurrency, 0);
     bms__json_raw(j, c->isolation == BMS_ISOLATION_PROCESS
                          ? ", \"isolation\": \"process\""

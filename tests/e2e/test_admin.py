@@ -217,6 +217,17 @@ class AdminTest(unittest.TestCase):
 
     # --- config centre ---------------------------------------------------
 
+    def test_config_shows_every_scheduling_field(self):
+        # The config centre's scheduling is the metadata's, less what only
+        # the running scheduler knows.
+        config = self.admin_get("/api/models/alpha/config")["scheduling"]
+        sched = self.metadata_scheduling("alpha")
+        for runtime in ("stats", "threads_per_instance"):
+            sched.pop(runtime)
+        self.assertEqual(config, sched)
+        self.assertIn("scale_up_wait_ms", config)
+        self.assertIn("warmup", config)
+
     def test_config_change_shows_at_once_and_survives_restart(self):
         cls = type(self)
         sched = self.metadata_scheduling("alpha")

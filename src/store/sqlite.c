@@ -58,7 +58,7 @@ static const char insert_sql[] =
 
 static const char select_sql[] =
     "SELECT " BMS__STORE_REQUEST_COLUMNS
-    " FROM requests ORDER BY seq DESC LIMIT ?";
+    " FROM requests ORDER BY ts_us DESC, seq DESC LIMIT ?";
 
 /* Make room for one more record; 0 on success. */
 static int list_grow(struct record_list *list)

@@ -200,6 +200,40 @@ static void store_flush_makes_records_visible(void **state)
 }
 
 
+/* Records are written in the order they end, listed newest first by
+ * arrival: a slow request that came first is listed last. */
+static void store_lists_by_arrival(void **state)
+{
+    static const char *const ids[] = {"slow", "fast", "middle"};
+    static const int64_t ts_us[] = {100, 300, 200};
+    char path[64];
+    struct bms_store *store;
+    struct id_list l;
+
+    (void)state;
+    th_store_path(path, sizeof(path), "store-order");
+    store = th_store_open(path);
+    for (int i = 0; i < 3; i++) {
+        struct bms_request_record r;
+
+        memset(&r, 0, sizeof(r));
+        snprintf(r.id, sizeof(r.id), "%s", ids[i]);
+        r.ts_us = ts_us[i];
+        bms_store_record(store, &r);
+    }
+    assert_int_equal(bms_store_flush(store), BMS_OK);
+    memset(&l, 0, sizeof(l));
+    assert_int_equal(bms_store_list_requests(store, 3, collect_id, &l, NULL),
+                     BMS_OK);
+    assert_int_equal(l.n, 3);
+    assert_string_equal(l.ids[0], "fast");
+    assert_string_equal(l.ids[1], "middle");
+    assert_string_equal(l.ids[2], "slow");
+    bms_store_close(store);
+    th_store_remove(path);
+}
+
+
 /* Threads of this process whose scheduling policy (field 41 of
  * /proc/self/task/TID/stat, proc(5)) is SCHED_IDLE, Linux's 5. */
 static int count_idle_threads(void)
@@ -463,6 +497,7 @@ int bms_test_store(int *n_tests)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(store_keeps_every_record_across_reopen),
         cmocka_unit_test(store_flush_makes_records_visible),
+        cmocka_unit_test(store_lists_by_arrival),
         cmocka_unit_test(store_writer_runs_sched_idle),
         cmocka_unit_test(store_cuts_unterminated_fields),
         cmocka_unit_test(store_sets_wal_and_schema),

@@ -382,20 +382,14 @@ static int parse_uint64(const char *s, uint64_t *out)
 }
 
 
-/* Parse a floating-point text, a number as yajl passes it.  Returns 0, or
- * 2 when it overflows FP64; an underflow gives the nearest representable
- * value. */
+/* Parse a floating-point text with strtod.  Returns 0, 1 when it is not
+ * a number, or 2 when it overflows FP64; an underflow gives the nearest
+ * representable value. */
 static int parse_double(const char *s, double *out)
 {
-    size_t len = strlen(s);
-    struct bms__v2_number num;
     char *end;
     double v;
 
-    if (bms__v2_number_read(s, s + len, &num) == len &&
-        bms__v2_number_f64(&num, out)) {
-        return 0;
-    }
     errno = 0;
     v = strtod(s, &end);
     if (*end != '\0') {
@@ -439,21 +433,25 @@ static void put_int(enum bms_dtype dtype, int64_t i, void *dst)
 }
 
 
-/* FP32 or FP64 from the number text s.  Returns 0, or 2 out of range. */
+/* FP32 or FP64 from the number text s (as yajl passes it): without
+ * strtod where v2_number.c can be sure of its result.  Returns 0, or 2
+ * out of range. */
 static int convert_float(enum bms_dtype dtype, const char *s, void *dst)
 {
     size_t len = strlen(s);
     struct bms__v2_number num;
+    int whole = bms__v2_number_read(s, s + len, &num) == len;
     double d;
     float f;
-    int r;
+    int r = 0;
 
-    if (dtype == BMS_DTYPE_F32 && bms__v2_number_read(s, s + len, &num) ==
-        len && bms__v2_number_f32(&num, &f)) {
+    if (whole && dtype == BMS_DTYPE_F32 && bms__v2_number_f32(&num, &f)) {
         memcpy(dst, &f, sizeof(f));
         return 0;
     }
-    r = parse_double(s, &d);
+    if (!whole || !bms__v2_number_f64(&num, &d)) {
+        r = parse_double(s, &d);
+    }
     if (r != 0 || dtype == BMS_DTYPE_F64) {
         if (r == 0) {
             memcpy(dst, &d, sizeof(d));

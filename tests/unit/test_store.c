@@ -162,6 +162,23 @@ static int stop_at_first(void *ud, const struct bms_request_record *rec)
 }
 
 
+/* Record n requests with these ids (arriving at ts_us[i], or 0 when
+ * ts_us is NULL) and wait until they are written. */
+static void record_ids(struct bms_store *store, const char *const *ids,
+                       const int64_t *ts_us, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct bms_request_record r;
+
+        memset(&r, 0, sizeof(r));
+        snprintf(r.id, sizeof(r.id), "%s", ids[i]);
+        r.ts_us = ts_us != NULL ? ts_us[i] : 0;
+        bms_store_record(store, &r);
+    }
+    assert_int_equal(bms_store_flush(store), BMS_OK);
+}
+
+
 static void store_flush_makes_records_visible(void **state)
 {
     static const char *const ids[] = {"a", "b", "c"};
@@ -173,14 +190,7 @@ static void store_flush_makes_records_visible(void **state)
     (void)state;
     th_store_path(path, sizeof(path), "store");
     store = th_store_open(path);
-    for (int i = 0; i < 3; i++) {
-        struct bms_request_record r;
-
-        memset(&r, 0, sizeof(r));
-        snprintf(r.id, sizeof(r.id), "%s", ids[i]);
-        bms_store_record(store, &r);
-    }
-    assert_int_equal(bms_store_flush(store), BMS_OK);
+    record_ids(store, ids, NULL, 3);
 
     memset(&l, 0, sizeof(l));
     assert_int_equal(bms_store_list_requests(store, 2, collect_id, &l, NULL),
@@ -213,15 +223,7 @@ static void store_lists_by_arrival(void **state)
     (void)state;
     th_store_path(path, sizeof(path), "store-order");
     store = th_store_open(path);
-    for (int i = 0; i < 3; i++) {
-        struct bms_request_record r;
-
-        memset(&r, 0, sizeof(r));
-        snprintf(r.id, sizeof(r.id), "%s", ids[i]);
-        r.ts_us = ts_us[i];
-        bms_store_record(store, &r);
-    }
-    assert_int_equal(bms_store_flush(store), BMS_OK);
+    record_ids(store, ids, ts_us, 3);
     memset(&l, 0, sizeof(l));
     assert_int_equal(bms_store_list_requests(store, 3, collect_id, &l, NULL),
                      BMS_OK);

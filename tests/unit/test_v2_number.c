@@ -377,13 +377,19 @@ static size_t put_number(char *buf, size_t len, int integers)
 }
 
 
+/* The most elements make_request writes: rank 3, each dim 4. */
+#define MAX_NUMEL 64
+
 /*
  * A request of one input of datatype with nested data of random dims
  * (each 1 to 4, rank 1 to 3), random whitespace, and sometimes a second
- * input after it.  Returns the length.
+ * input after it.  Returns the length; at[k], when at is not NULL, is
+ * where the text of element k starts.
  */
-static size_t make_request(char *buf, const char *datatype, int64_t *numel)
+static size_t make_request(char *buf, const char *datatype, int64_t *numel,
+                           size_t at[MAX_NUMEL])
 {
+    int64_t k = 0;
     int integers = datatype[0] != 'F';
     int rank = 1 + rng_below(3);
     int dims[3];
@@ -424,6 +430,9 @@ static size_t make_request(char *buf, const char *datatype, int64_t *numel)
             buf[len++] = '[';
             count[depth++] = 0;
         } else {
+            if (at != NULL) {
+                at[k++] = len;
+            }
             len = put_number(buf, len, integers);
         }
     }
@@ -437,22 +446,55 @@ static size_t make_request(char *buf, const char *datatype, int64_t *numel)
 }
 
 
+/* Element k of in against the C library's reading of its text. */
+static void assert_element(const struct bms__v2_input *in, int64_t k,
+                           const char *text)
+{
+    const char *got = in->data.data + (size_t)k * bms_dtype_size(in->dtype);
+    double d = strtod(text, NULL);
+    float f = (float)d;
+    int64_t i64 = strtoll(text, NULL, 10);
+    int32_t i32 = (int32_t)i64;
+
+    switch (in->dtype) {
+    case BMS_DTYPE_F32:
+        assert_memory_equal(got, &f, sizeof(f));
+        break;
+    case BMS_DTYPE_F64:
+        assert_memory_equal(got, &d, sizeof(d));
+        break;
+    case BMS_DTYPE_I32:
+        assert_memory_equal(got, &i32, sizeof(i32));
+        break;
+    default:
+        assert_memory_equal(got, &i64, sizeof(i64));
+        break;
+    }
+}
+
+
+/* Random requests of four datatypes: both ways agree, and every value is
+ * the C library's reading of its text. */
 static void fast_path_gives_the_events_result(void **state)
 {
     static const char *const datatypes[] = {"FP32", "FP64", "INT64",
                                             "INT32"};
     char buf[BODY_SIZE];
+    size_t at[MAX_NUMEL];
 
     (void)state;
     for (int i = 0; i < 4000; i++) {
         struct bms__v2_request *req = NULL;
         const char *datatype = datatypes[i % 4];
         int64_t numel;
-        size_t len = make_request(buf, datatype, &numel);
+        size_t len = make_request(buf, datatype, &numel, at);
 
         assert_int_equal(parse_both(buf, len, BMS__V2_MAX_ELEMS, &req,
                                     NULL), BMS_OK);
         assert_int_equal(req->inputs[0].n_elems, numel);
+        for (int64_t k = 0; k < numel; k++) {
+            assert_element(&req->inputs[0], k, buf + at[k]);
+        }
         bms__v2_request_destroy(req);
     }
 }
@@ -471,7 +513,8 @@ static void mutated_requests_give_the_events_result(void **state)
     (void)state;
     for (int i = 0; i < 20000; i++) {
         int64_t numel;
-        size_t len = make_request(buf, datatypes[rng_below(9)], &numel);
+        size_t len = make_request(buf, datatypes[rng_below(9)], &numel,
+                                  NULL);
         size_t at = (size_t)rng_below((int)len);
         char c = bytes[rng_below((int)sizeof(bytes) - 1)];
 

@@ -131,16 +131,8 @@ static uint64_t hash_bytes(uint64_t seed, const void *data, size_t len)
 
 
 void bms__cache_key_init(struct bms__cache_key *key, const char *model,
-                         uint64_t serial, const void *body, size_t body_len)
-{
-    bms__cache_key_init_binary(key, model, serial, body, body_len, -1);
-}
-
-
-void bms__cache_key_init_binary(struct bms__cache_key *key,
-                                const char *model, uint64_t serial,
-                                const void *body, size_t body_len,
-                                int64_t json_size)
+                         uint64_t serial, const void *body, size_t body_len,
+                         int64_t json_size)
 {
     /* The header value enters the seed, so that the same bytes split
      * another way land elsewhere (the compare below decides). */
@@ -322,18 +314,7 @@ static void maybe_grow(struct bms__cache *c)
 
 enum bms_status bms__cache_get(struct bms__cache *cache,
                                const struct bms__cache_key *key,
-                               struct bms_buf *out)
-{
-    int64_t answer_json_size;
-
-    return bms__cache_get_split(cache, key, out, &answer_json_size);
-}
-
-
-enum bms_status bms__cache_get_split(struct bms__cache *cache,
-                                     const struct bms__cache_key *key,
-                                     struct bms_buf *out,
-                                     int64_t *answer_json_size)
+                               struct bms_buf *out, int64_t *answer_json_size)
 {
     struct entry *garbage = NULL;
     struct model_slot *slot;
@@ -366,7 +347,7 @@ enum bms_status bms__cache_get_split(struct bms__cache *cache,
 
     /* Copy outside the lock: the reference keeps the entry alive. */
     rc = bms_buf_append(out, e->data + e->body_len, e->answer_len);
-    if (rc == BMS_OK) {
+    if (rc == BMS_OK && answer_json_size != NULL) {
         *answer_json_size = e->answer_json_size;
     }
     entry_unref(e);
@@ -427,17 +408,8 @@ static struct entry *entry_create(const struct bms__cache_key *key,
 enum bms_status bms__cache_put(struct bms__cache *cache,
                                const struct bms__cache_key *key,
                                const char *answer, size_t answer_len,
+                               int64_t answer_json_size,
                                const struct bms_cache_config *config)
-{
-    return bms__cache_put_split(cache, key, answer, answer_len, -1, config);
-}
-
-
-enum bms_status bms__cache_put_split(struct bms__cache *cache,
-                                     const struct bms__cache_key *key,
-                                     const char *answer, size_t answer_len,
-                                     int64_t answer_json_size,
-                                     const struct bms_cache_config *config)
 {
     size_t model_max = config->max_bytes > 0 ? (size_t)config->max_bytes : 0;
     size_t size = sizeof(struct entry) + key->body_len;

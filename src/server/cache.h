@@ -29,8 +29,8 @@
 
 struct bms__cache;
 
-/* What identifies one answer.  Fill it with bms__cache_key_init or
- * bms__cache_key_init_binary; it borrows the model name and the body. */
+/* What identifies one answer.  Fill it with bms__cache_key_init; it
+ * borrows the model name and the body. */
 struct bms__cache_key {
     const char *model;
     uint64_t serial;
@@ -65,34 +65,24 @@ void bms__cache_destroy(struct bms__cache *cache);
  * restores bms_now_us.  For tests; call it before the cache is shared. */
 void bms__cache_set_clock(struct bms__cache *cache, int64_t (*now_us)(void));
 
-/* Fill *key for model, serial and the body bytes, hashing the body. */
+/* Fill *key for model, serial and the body bytes, hashing the body.  A
+ * body of the binary tensor data extension gives json_size, the bytes of
+ * JSON at its start (-1: no such header). */
 void bms__cache_key_init(struct bms__cache_key *key, const char *model,
-                         uint64_t serial, const void *body, size_t body_len);
-
-/* The same for a body of the binary tensor data extension whose first
- * json_size bytes are JSON (-1: no such header, as bms__cache_key_init). */
-void bms__cache_key_init_binary(struct bms__cache_key *key,
-                                const char *model, uint64_t serial,
-                                const void *body, size_t body_len,
-                                int64_t json_size);
+                         uint64_t serial, const void *body, size_t body_len,
+                         int64_t json_size);
 
 /*
  * Look up key.  On a hit the stored answer is appended to out and BMS_OK
  * is returned; BMS_ERR_NOT_FOUND is a miss (nothing kept for the key, or
  * only an answer past its TTL, which is dropped); BMS_ERR_NOMEM when out
  * cannot grow (counted as a miss).  Hits and misses are counted for the
- * key's model.  Thread-safe.
+ * key's model.  On a hit *answer_json_size (when not NULL) gets the
+ * answer's split as bms__cache_put kept it.  Thread-safe.
  */
 enum bms_status bms__cache_get(struct bms__cache *cache,
                                const struct bms__cache_key *key,
-                               struct bms_buf *out);
-
-/* bms__cache_get that also gives the answer_json_size the answer was
- * kept with (bms__cache_put_split) in *answer_json_size on a hit. */
-enum bms_status bms__cache_get_split(struct bms__cache *cache,
-                                     const struct bms__cache_key *key,
-                                     struct bms_buf *out,
-                                     int64_t *answer_json_size);
+                               struct bms_buf *out, int64_t *answer_json_size);
 
 /*
  * Keep answer (answer_len bytes) for key, valid for config->ttl_s
@@ -100,21 +90,15 @@ enum bms_status bms__cache_get_split(struct bms__cache *cache,
  * config->max_bytes and then of any model past the cache's bound.  An
  * answer larger than either bound is not kept (BMS_OK all the same); an
  * answer already kept for the key is replaced.  Copies key's body and
- * the answer.  Returns BMS_ERR_NOMEM.  Thread-safe.
+ * the answer.  answer_json_size is kept with it: the bytes of its JSON
+ * part when binary data follows, -1 for an answer that is JSON alone.
+ * Returns BMS_ERR_NOMEM.  Thread-safe.
  */
 enum bms_status bms__cache_put(struct bms__cache *cache,
                                const struct bms__cache_key *key,
                                const char *answer, size_t answer_len,
+                               int64_t answer_json_size,
                                const struct bms_cache_config *config);
-
-/* bms__cache_put keeping answer_json_size with the answer: the bytes of
- * its JSON part when binary data follows, -1 for an answer that is JSON
- * alone (what bms__cache_put keeps). */
-enum bms_status bms__cache_put_split(struct bms__cache *cache,
-                                     const struct bms__cache_key *key,
-                                     const char *answer, size_t answer_len,
-                                     int64_t answer_json_size,
-                                     const struct bms_cache_config *config);
 
 /* Drop every cached answer of model (every version); its hit and miss
  * counters stay.  Accepts a NULL cache.  Thread-safe. */

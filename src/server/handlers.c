@@ -656,9 +656,9 @@ static void cache_key(struct bms__cache_key *key,
                       const struct bms_served *served,
                       const struct infer_body *b)
 {
-    bms__cache_key_init_binary(key, bms_served_name(served),
-                               bms_served_serial(served), b->body, b->len,
-                               b->json_size);
+    bms__cache_key_init(key, bms_served_name(served),
+                        bms_served_serial(served), b->body, b->len,
+                        b->json_size);
 }
 
 
@@ -674,8 +674,8 @@ static int cache_hit(const struct bms__context *ctx,
 
     cache_key(&key, served, b);
     bms_buf_reset(&reply->body);
-    if (bms__cache_get_split(ctx->cache, &key, &reply->body,
-                             &answer_json_size) != BMS_OK) {
+    if (bms__cache_get(ctx->cache, &key, &reply->body, &answer_json_size)
+        != BMS_OK) {
         bms_buf_reset(&reply->body);
         return 0;
     }
@@ -698,9 +698,9 @@ static void cache_keep(const struct bms__context *ctx,
         return;
     }
     cache_key(&key, served, b);
-    if (bms__cache_put_split(ctx->cache, &key, reply->body.data,
-                             reply->body.len, b->answer_json_size,
-                             &bms_served_manifest(served)->cache) != BMS_OK) {
+    if (bms__cache_put(ctx->cache, &key, reply->body.data, reply->body.len,
+                       b->answer_json_size,
+                       &bms_served_manifest(served)->cache) != BMS_OK) {
         bms_log(BMS_LOG_WARN, "cache", "msg=\"answer not kept\" model=%s "
                 "error=nomem", bms_served_name(served));
     }

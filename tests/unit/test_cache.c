@@ -56,8 +56,8 @@ static int lookup(struct bms__cache *c, const char *model, uint64_t serial,
     enum bms_status rc;
 
     bms_buf_reset(out);
-    bms__cache_key_init(&key, model, serial, body, strlen(body));
-    rc = bms__cache_get(c, &key, out);
+    bms__cache_key_init(&key, model, serial, body, strlen(body), -1);
+    rc = bms__cache_get(c, &key, out, NULL);
     assert_true(rc == BMS_OK || rc == BMS_ERR_NOT_FOUND);
     return rc == BMS_OK;
 }
@@ -69,8 +69,8 @@ static void store(struct bms__cache *c, const char *model, uint64_t serial,
 {
     struct bms__cache_key key;
 
-    bms__cache_key_init(&key, model, serial, body, strlen(body));
-    assert_int_equal(bms__cache_put(c, &key, answer, strlen(answer), cc),
+    bms__cache_key_init(&key, model, serial, body, strlen(body), -1);
+    assert_int_equal(bms__cache_put(c, &key, answer, strlen(answer), -1, cc),
                      BMS_OK);
 }
 
@@ -129,17 +129,17 @@ static void cache_hash_collision_never_returns_another_answer(void **st)
     struct bms__cache_key b;
 
     (void)st;
-    bms__cache_key_init(&a, "m", 1, "first", 5);
-    bms__cache_key_init(&b, "m", 1, "other", 5);
+    bms__cache_key_init(&a, "m", 1, "first", 5, -1);
+    bms__cache_key_init(&b, "m", 1, "other", 5, -1);
     b.hash = a.hash;
-    assert_int_equal(bms__cache_put(c, &a, "A", 1, &cc), BMS_OK);
-    assert_int_equal(bms__cache_get(c, &b, &out), BMS_ERR_NOT_FOUND);
+    assert_int_equal(bms__cache_put(c, &a, "A", 1, -1, &cc), BMS_OK);
+    assert_int_equal(bms__cache_get(c, &b, &out, NULL), BMS_ERR_NOT_FOUND);
     assert_int_equal(out.len, 0);
-    assert_int_equal(bms__cache_put(c, &b, "B", 1, &cc), BMS_OK);
-    assert_int_equal(bms__cache_get(c, &a, &out), BMS_OK);
+    assert_int_equal(bms__cache_put(c, &b, "B", 1, -1, &cc), BMS_OK);
+    assert_int_equal(bms__cache_get(c, &a, &out, NULL), BMS_OK);
     assert_string_equal(out.data, "A");
     bms_buf_reset(&out);
-    assert_int_equal(bms__cache_get(c, &b, &out), BMS_OK);
+    assert_int_equal(bms__cache_get(c, &b, &out, NULL), BMS_OK);
     assert_string_equal(out.data, "B");
     bms_buf_fini(&out);
     bms__cache_destroy(c);
@@ -350,14 +350,14 @@ static void *stress_thread(void *arg)
         snprintf(body, sizeof(body), "b%u", (x >> 16) % 64);
         snprintf(answer, sizeof(answer), "answer-%s", body);
         bms__cache_key_init(&key, (x >> 8) % 2 ? "m" : "n", 1, body,
-                            strlen(body));
+                            strlen(body), -1);
         bms_buf_reset(&out);
-        if (bms__cache_get(st->cache, &key, &out) == BMS_OK) {
+        if (bms__cache_get(st->cache, &key, &out, NULL) == BMS_OK) {
             st->n_wrong += strcmp(out.data, answer) != 0;
         } else if ((x >> 4) % 97 == 0) {
             bms__cache_invalidate(st->cache, key.model);
         } else {
-            bms__cache_put(st->cache, &key, answer, strlen(answer), &cc);
+            bms__cache_put(st->cache, &key, answer, strlen(answer), -1, &cc);
         }
     }
     bms_buf_fini(&out);

@@ -624,24 +624,24 @@ static void cache_keeps_binary_and_json_requests_apart(void **state)
 
     (void)state;
     assert_int_equal(bms__cache_create(0, &cache), BMS_OK);
-    bms__cache_key_init(&json_key, "m", 1, body, 19);
-    bms__cache_key_init_binary(&split_15, "m", 1, body, 19, 15);
-    bms__cache_key_init_binary(&split_16, "m", 1, body, 19, 16);
-    assert_int_equal(bms__cache_put_split(cache, &split_15, "JSONbin", 7, 4,
-                                          &config), BMS_OK);
-    assert_int_equal(bms__cache_get(cache, &json_key, &out),
+    bms__cache_key_init(&json_key, "m", 1, body, 19, -1);
+    bms__cache_key_init(&split_15, "m", 1, body, 19, 15);
+    bms__cache_key_init(&split_16, "m", 1, body, 19, 16);
+    assert_int_equal(bms__cache_put(cache, &split_15, "JSONbin", 7, 4,
+                                    &config), BMS_OK);
+    assert_int_equal(bms__cache_get(cache, &json_key, &out, NULL),
                      BMS_ERR_NOT_FOUND);
-    assert_int_equal(bms__cache_get(cache, &split_16, &out),
+    assert_int_equal(bms__cache_get(cache, &split_16, &out, NULL),
                      BMS_ERR_NOT_FOUND);
-    assert_int_equal(bms__cache_get_split(cache, &split_15, &out,
-                                          &answer_json_size), BMS_OK);
+    assert_int_equal(bms__cache_get(cache, &split_15, &out,
+                                    &answer_json_size), BMS_OK);
     assert_string_equal(out.data, "JSONbin");
     assert_int_equal(answer_json_size, 4);
     bms_buf_reset(&out);
-    assert_int_equal(bms__cache_put(cache, &json_key, "{}", 2, &config),
+    assert_int_equal(bms__cache_put(cache, &json_key, "{}", 2, -1, &config),
                      BMS_OK);
-    assert_int_equal(bms__cache_get_split(cache, &json_key, &out,
-                                          &answer_json_size), BMS_OK);
+    assert_int_equal(bms__cache_get(cache, &json_key, &out,
+                                    &answer_json_size), BMS_OK);
     assert_string_equal(out.data, "{}");
     assert_int_equal(answer_json_size, -1);
     bms_buf_fini(&out);

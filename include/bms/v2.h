@@ -81,29 +81,21 @@ const struct bms_tensor *bms_v2_call_inputs(const struct bms_v2_call *call);
 int64_t bms_v2_call_timeout_ms(const struct bms_v2_call *call);
 
 /*
- * Append the JSON response for outputs (one per graph output, as
- * bms_session_run gives them) to out.  On failure out is left as it was.
+ * Append the response for outputs (one per graph output, as
+ * bms_session_run gives them) to out: the JSON, then, with
+ * bms_v2_call_binary_answer, the binary outputs' bytes in the order of
+ * the outputs in the JSON.  On success *json_size (when not NULL) is the
+ * bytes of the JSON part of what was appended.  On failure out is left
+ * as it was.
  */
 enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
                                     const struct bms_tensor *outputs,
-                                    struct bms_buf *out,
+                                    struct bms_buf *out, size_t *json_size,
                                     struct bms_diag *diag);
 
 /*
- * bms_v2_call_respond that also says where the JSON ends: on success
- * *json_size (when not NULL) is the bytes of the JSON part of what was
- * appended; with bms_v2_call_binary_answer the binary outputs' bytes
- * follow it, in the order of the outputs in the JSON.
- */
-enum bms_status bms_v2_call_respond_binary(const struct bms_v2_call *call,
-                                           const struct bms_tensor *outputs,
-                                           struct bms_buf *out,
-                                           size_t *json_size,
-                                           struct bms_diag *diag);
-
-/*
  * Run the call on a session borrowed from its served model (given back
- * on every path) and append the answer as bms_v2_call_respond_binary
+ * on every path) and append the answer as bms_v2_call_respond
  * does.  Fails with the engine's status; out is then left as it was.
  * Thread-safe.
  */

@@ -555,8 +555,8 @@ static void infer_queued(const struct bms__context *ctx,
     rc = bms_sched_infer(ctx->sched, served, bms_v2_call_inputs(call),
                          deadline_us, &result, &diag);
     if (rc == BMS_OK) {
-        rc = bms_v2_call_respond_binary(call, result.outputs, &reply->body,
-                                        &json_size, &diag);
+        rc = bms_v2_call_respond(call, result.outputs, &reply->body,
+                                 &json_size, &diag);
     }
     if (rc == BMS_ERR_UNAVAILABLE) {
         reply_refused(reply, &result);

@@ -798,11 +798,10 @@ int64_t bms_v2_call_timeout_ms(const struct bms_v2_call *call)
 }
 
 
-enum bms_status bms_v2_call_respond_binary(const struct bms_v2_call *call,
-                                           const struct bms_tensor *outputs,
-                                           struct bms_buf *out,
-                                           size_t *json_size,
-                                           struct bms_diag *diag)
+enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
+                                    const struct bms_tensor *outputs,
+                                    struct bms_buf *out, size_t *json_size,
+                                    struct bms_diag *diag)
 {
     struct bms__json j = {out, BMS_OK};
     struct bms_buf bin = {NULL, 0, 0};
@@ -831,15 +830,6 @@ enum bms_status bms_v2_call_respond_binary(const struct bms_v2_call *call,
 }
 
 
-enum bms_status bms_v2_call_respond(const struct bms_v2_call *call,
-                                    const struct bms_tensor *outputs,
-                                    struct bms_buf *out,
-                                    struct bms_diag *diag)
-{
-    return bms_v2_call_respond_binary(call, outputs, out, NULL, diag);
-}
-
-
 enum bms_status bms_v2_call_run(const struct bms_v2_call *call,
                                 struct bms_buf *out, size_t *json_size,
                                 struct bms_diag *diag)
@@ -859,7 +849,7 @@ enum bms_status bms_v2_call_run(const struct bms_v2_call *call,
         rc = bms_session_run(session, call->inputs, outputs, diag);
     }
     if (rc == BMS_OK) {
-        rc = bms_v2_call_respond_binary(call, outputs, out, json_size, diag);
+        rc = bms_v2_call_respond(call, outputs, out, json_size, diag);
     }
     bms_served_release(call->served, session);
     free(outputs);

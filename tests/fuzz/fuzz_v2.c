@@ -646,11 +646,11 @@ static enum bms_status answer_made_up(const struct fuzz_v2_case *c,
         rc = BMS_OK;
         goto out;
     }
-    rc = bms_v2_call_respond_binary(call, outs, &out, &json_size, &got);
+    rc = bms_v2_call_respond(call, outs, &out, &json_size, &got);
     if (rc != BMS_OK) {
         enum bms_status answered = rc;
 
-        rc = check_refusal("bms_v2_call_respond_binary", answered, &got,
+        rc = check_refusal("bms_v2_call_respond", answered, &got,
                            &out, why);
         if (rc == BMS_OK && answered != BMS_ERR_NOMEM) {
             rc = broken(why, "answering outputs of the declared shapes"

@@ -177,8 +177,6 @@ static void request_arrived(void *ud)
 }
 
 
-/* Queue reply on the connection and note what was answered.  Takes the
- * reply's body. */
 /* Whether a reply's body is worth compressing: large enough, and not
  * compressed already (a gzip or zip package). */
 static int compressible(const struct bms__reply *reply)
@@ -217,6 +215,8 @@ static int compress_reply(struct MHD_Connection *conn,
 }
 
 
+/* Queue reply on the connection and note what was answered.  Takes the
+ * reply's body. */
 static enum MHD_Result queue_reply(struct request *req,
                                    struct MHD_Connection *conn,
                                    struct bms__reply *reply)
